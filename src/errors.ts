@@ -1,0 +1,60 @@
+/**
+ * The closed set of error codes tokend raises. Callers branch on `code`, never on message text.
+ * - CONFIG_INVALID: configuration or a secret file is wrong (CLI exit 2)
+ * - GRANT_PERMANENT: the IdP refused the credential (invalid_grant, invalid_client, ...); retrying will not help
+ * - GRANT_TRANSIENT: network error, timeout, 5xx or 429; retry with backoff
+ * - DISCOVERY_FAILED: OIDC discovery could not be completed (CLI `check` exit 1)
+ * - STORE_UNAVAILABLE: the store could not be read or written
+ * - TOKEN_UNAVAILABLE: no valid token exists right now
+ * - LEASE_LOST: another replica holds (or took over) the refresh lease
+ * - VERIFY_FAILED: an incoming token was refused (see `reason`)
+ */
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'GRANT_PERMANENT'
+  | 'GRANT_TRANSIENT'
+  | 'DISCOVERY_FAILED'
+  | 'STORE_UNAVAILABLE'
+  | 'TOKEN_UNAVAILABLE'
+  | 'LEASE_LOST'
+  | 'VERIFY_FAILED';
+
+/** Every error tokend raises on purpose. Messages name the token and field, never a secret value. */
+export class TokendError extends Error {
+  readonly code: ErrorCode;
+  /** The server's OAuth `error` value (e.g. 'invalid_grant'), when the IdP sent one. */
+  readonly oauthError: string | undefined;
+  /** HTTP status of the IdP's answer, when there was one. */
+  readonly status: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { cause?: unknown; oauthError?: string; status?: number } = {},
+  ) {
+    super(message);
+    this.name = 'TokendError';
+    this.code = code;
+    this.oauthError = opts.oauthError;
+    this.status = opts.status;
+    // Non-enumerable so a logged error never dumps a library error (which may hold a response body).
+    if (opts.cause !== undefined) {
+      Object.defineProperty(this, 'cause', { value: opts.cause, enumerable: false, writable: true });
+    }
+  }
+}
+
+/** Configuration problems collected together, one line per problem, each naming its field. */
+export class ConfigError extends TokendError {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super('CONFIG_INVALID', problems.join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** True when err is a TokendError carrying one of the given codes. */
+export function hasCode(err: unknown, ...codes: ErrorCode[]): err is TokendError {
+  return err instanceof TokendError && codes.includes(err.code);
+}

@@ -1,0 +1,20 @@
+import type { GrantResult } from '../token.js';
+
+/**
+ * Obtains tokens for one configured token from its IdP. Implemented in grants.ts over
+ * openid-client; the refresher knows only this interface. All errors are TokendError with code
+ * GRANT_PERMANENT, GRANT_TRANSIENT, DISCOVERY_FAILED or CONFIG_INVALID.
+ */
+export interface TokenSource {
+  /**
+   * Performs the configured grant. For grant: refresh_token the caller passes the refresh token
+   * to use (the stored one, or the seed); the result's refreshToken, when present, replaces it.
+   */
+  obtain(refreshToken: string | undefined, signal?: AbortSignal): Promise<GrantResult>;
+  /** RFC 7009: revokes a token at the IdP (refresh_token or access_token hint). */
+  revoke(token: string, hint: 'refresh_token' | 'access_token', signal?: AbortSignal): Promise<void>;
+  /** Reads the current refresh-token seed (file or literal), or undefined if none is configured. */
+  readSeed(): Promise<string | undefined>;
+  /** Runs discovery now (for `tokend check`); throws DISCOVERY_FAILED when the IdP is unreachable. */
+  discover(signal?: AbortSignal): Promise<{ tokenEndpoint: string; revocationEndpoint?: string | undefined }>;
+}

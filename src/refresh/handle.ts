@@ -1,0 +1,28 @@
+import type { AccessToken } from '../token.js';
+
+/** Readiness of one token, as /readyz and metrics report it. */
+export interface TokenStatus {
+  readonly name: string;
+  readonly ready: boolean;
+  /** Why not ready (no secret values): e.g. 'permanent failure: invalid_grant', 'expired', 'not yet acquired'. */
+  readonly reason?: string | undefined;
+  readonly expiresAt?: number | undefined;
+}
+
+/**
+ * What the endpoint sees of one token's refresher. `current()` is the hot path: a field read,
+ * no I/O, no allocation.
+ */
+export interface TokenHandle {
+  readonly name: string;
+  /** The current token if it is still valid at the clock's now; never an expired one. */
+  current(): AccessToken | undefined;
+  /**
+   * Ensures the token has at least minTtlMs of life: returns at once if so, else joins (or starts)
+   * the single in-flight refresh. Rejects with TokendError('TOKEN_UNAVAILABLE') if it cannot.
+   */
+  ensureFresh(minTtlMs: number, signal?: AbortSignal): Promise<AccessToken>;
+  status(): TokenStatus;
+  /** Milliseconds a client should wait before asking again, for Retry-After. */
+  retryAfterMs(): number;
+}

@@ -1,0 +1,34 @@
+/** An access token as tokend holds it. Times are Unix milliseconds, computed with the injected clock. */
+export interface AccessToken {
+  /** The raw access token. A secret: never logged, never in an error or metric. */
+  readonly accessToken: string;
+  /** As the IdP sent it, normalised to 'Bearer' / 'DPoP' casing. */
+  readonly tokenType: string;
+  /** When the token stops being valid (ms since epoch). */
+  readonly expiresAt: number;
+  /** When tokend received it (ms since epoch). */
+  readonly obtainedAt: number;
+  /** Granted scope, if the IdP said (else the requested one). */
+  readonly scope?: string | undefined;
+}
+
+/** What one grant returns. */
+export interface GrantResult {
+  readonly token: AccessToken;
+  /** RFC 6749 §6: the server MAY issue a new refresh token; when present the old one is consumed. */
+  readonly refreshToken?: string | undefined;
+}
+
+/** Normalises token_type casing ('bearer' from openid-client becomes 'Bearer'). */
+export function normaliseTokenType(t: string | undefined): string {
+  if (!t) return 'Bearer';
+  const lower = t.toLowerCase();
+  if (lower === 'bearer') return 'Bearer';
+  if (lower === 'dpop') return 'DPoP';
+  return t;
+}
+
+/** True when the token has more than minValidityMs of life left at time now. */
+export function isValidAt(token: AccessToken | undefined, now: number, minValidityMs = 0): token is AccessToken {
+  return token !== undefined && token.expiresAt - now > minValidityMs;
+}
