@@ -26,3 +26,12 @@ export interface TokenHandle {
   /** Milliseconds a client should wait before asking again, for Retry-After. */
   retryAfterMs(): number;
 }
+
+/** Refresh outcomes as metrics label them. */
+export type RefreshResult = 'success' | 'transient_error' | 'permanent_error' | 'adopted';
+
+/** Receives refresh outcomes (for Prometheus). Implemented by server/metrics.ts. */
+export interface RefreshObserver {
+  /** One grant attempt finished (or a token written by another replica was adopted). */
+  refreshFinished(name: string, result: RefreshResult, durationMs: number): void;
+}

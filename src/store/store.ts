@@ -38,3 +38,46 @@ export interface TokenStore {
 
 /** Called when a stored entry could not be parsed; `what` names the file or key, never its content. */
 export type CorruptionReporter = (name: string, what: string, reason: string) => void;
+
+/** Proof of holding the fleet-wide refresh lease for one token; `fence` grows with every new lease. */
+export interface Lease {
+  readonly name: string;
+  readonly holder: string;
+  readonly fence: number;
+  /** Aborted when the lease is known lost (renewal failed or another holder took it). */
+  readonly signal: AbortSignal;
+}
+
+/** The result of trying to take the lease. */
+export type LeaseOutcome<T> =
+  | { readonly acquired: true; readonly value: T }
+  | { readonly acquired: false; /** ms until the current holder's lease lapses */ readonly holderTtlMs: number };
+
+/**
+ * A store shared by several replicas (Redis). The refresher takes the lease before any grant,
+ * re-reads the state under it (another replica may have refreshed already), and commits the
+ * grant's result fenced by the lease, so a replica that lost its lease cannot overwrite a newer
+ * token or refresh token.
+ */
+export interface SharedStore extends TokenStore {
+  readonly shared: true;
+  /** Runs fn holding the lease for name (renewed while fn runs, released after). */
+  withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>>;
+  /**
+   * Atomically stores the refresh token (if any) and access token if `lease` is still current.
+   * Rejects with TokendError('LEASE_LOST') otherwise; nothing is written then.
+   */
+  commit(
+    lease: Lease,
+    update: { access: import('../token.js').AccessToken; refreshToken?: string | undefined; seedHash?: string | undefined },
+  ): Promise<void>;
+  /** Calls onChange (with the new state) whenever any replica commits for name. Returns unsubscribe. */
+  watch(name: string, onChange: (state: StoredState) => void): () => void;
+  /** True while the store is reachable (ioredis 'ready'). */
+  isAvailable(): boolean;
+}
+
+/** Narrowing helper. */
+export function isShared(store: TokenStore): store is SharedStore {
+  return (store as Partial<SharedStore>).shared === true;
+}
