@@ -51,6 +51,7 @@ export const REDACT_PATHS = [
   'req.headers.cookie',
 ];
 
+// Log lines are rare (one per token event), so a synchronous stdout costs nothing and loses no line at exit.
 /** Creates the logger. The destination is injected so tests can parse the NDJSON it writes. */
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   return pino(
@@ -62,7 +63,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       serializers: { err: serializeError },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
 

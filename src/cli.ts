@@ -1,0 +1,240 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { TokendError, ConfigError } from './errors.js';
+import { loadConfigFile } from './config/load.js';
+import { checkSecretFiles } from './config/secrets.js';
+import type { Config } from './config/types.js';
+import { startDaemon } from './daemon.js';
+import { sidecarGet, DEFAULT_URL } from './client.js';
+import { createTokenSource } from './oauth/grants.js';
+import { systemClock } from './clock.js';
+import { revokeToken } from './revoke.js';
+import { runVerifyCommand } from './verify/cli.js';
+
+/** Exit codes, in one place (contract: 0 ok, 1 fatal / IdP unreachable / invalid, 2 bad config). */
+export const EXIT = { ok: 0, failure: 1, config: 2 } as const;
+
+const VERSION = readVersion();
+
+interface ConfigOpts {
+  config?: string;
+  listen?: string;
+  logLevel?: string;
+}
+
+/** Maps any error to an exit code and one clear stderr message, never a stack trace or secret. */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof ConfigError || (err instanceof TokendError && err.code === 'CONFIG_INVALID')) return EXIT.config;
+  return EXIT.failure;
+}
+
+function report(err: unknown): void {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`tokend: invalid configuration:\n${err.problems.map((p) => `  ${p}`).join('\n')}\n`);
+  } else if (err instanceof TokendError) {
+    process.stderr.write(`tokend: ${err.message} (${err.code})\n`);
+  } else if (err instanceof Error) {
+    process.stderr.write(`tokend: ${err.message}\n`);
+  } else {
+    process.stderr.write(`tokend: ${String(err)}\n`);
+  }
+}
+
+async function loadConfig(opts: ConfigOpts): Promise<Config> {
+  const path = opts.config ?? process.env.TOKEND_CONFIG;
+  if (!path) throw new ConfigError(['--config: required (or set TOKEND_CONFIG)']);
+  const overrides: { listen?: string; logLevel?: string } = {};
+  if (opts.listen !== undefined) overrides.listen = opts.listen;
+  if (opts.logLevel !== undefined) overrides.logLevel = opts.logLevel;
+  const config = await loadConfigFile(path, { env: process.env, overrides });
+  const problems = await checkSecretFiles(config);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+async function cmdRun(opts: ConfigOpts): Promise<number> {
+  const config = await loadConfig(opts);
+  const daemon = await startDaemon(config);
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (signalled) {
+        // A second signal means the operator wants out now.
+        process.exit(EXIT.failure);
+      }
+      signalled = true;
+      daemon.logger.info({ signal: sig }, 'signal received');
+      // Bound shutdown: in-flight writes get a few seconds, never forever.
+      const guard = setTimeout(() => {
+        process.stderr.write('tokend: shutdown took too long; exiting\n');
+        process.exit(EXIT.failure);
+      }, 8_000);
+      guard.unref();
+      daemon.stop().then(
+        () => resolve(EXIT.ok),
+        (err: unknown) => {
+          report(err);
+          resolve(EXIT.failure);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}
+
+async function cmdCheck(opts: ConfigOpts): Promise<number> {
+  const config = await loadConfig(opts);
+  const lines: string[] = [];
+  let unreachable = 0;
+  lines.push(`config ok: ${config.tokens.length} token(s), store ${config.store.type}, listen ${describeListen(config)}`);
+  for (const tc of config.tokens) {
+    const source = createTokenSource(tc, { clock: systemClock });
+    try {
+      const ep = await source.discover(AbortSignal.timeout(tc.timeoutMs));
+      lines.push(`  ${tc.name}: ${tc.grant} as ${tc.clientId} → token endpoint ${ep.tokenEndpoint}`);
+    } catch (err) {
+      if (err instanceof TokendError && err.code === 'CONFIG_INVALID') throw err;
+      unreachable++;
+      lines.push(`  ${tc.name}: IdP unreachable: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return unreachable > 0 ? EXIT.failure : EXIT.ok;
+}
+
+function describeListen(config: Config): string {
+  return config.listen.kind === 'unix' ? `unix:${config.listen.path}` : `${config.listen.host}:${config.listen.port}`;
+}
+
+async function cmdGet(name: string, opts: { url?: string; minTtl?: string }): Promise<number> {
+  const base = opts.url ?? process.env.TOKEND_URL ?? DEFAULT_URL;
+  let path = `/v1/token/${encodeURIComponent(name)}`;
+  if (opts.minTtl !== undefined) path += `?min_ttl=${encodeURIComponent(opts.minTtl)}`;
+  const res = await sidecarGet(base, path, { accept: 'text/plain' });
+  if (res.status === 200) {
+    process.stdout.write(res.body + '\n');
+    return EXIT.ok;
+  }
+  let message = `HTTP ${res.status}`;
+  try {
+    const parsed = JSON.parse(res.body) as { error?: unknown; message?: unknown };
+    if (typeof parsed.error === 'string') message += ` ${parsed.error}`;
+    if (typeof parsed.message === 'string') message += `: ${parsed.message}`;
+  } catch {
+    // Not JSON: the status says enough.
+  }
+  process.stderr.write(`tokend: no valid token for ${name}: ${message}\n`);
+  return EXIT.failure;
+}
+
+async function cmdHealth(opts: { url?: string; ready?: boolean }): Promise<number> {
+  const base = opts.url ?? process.env.TOKEND_URL ?? DEFAULT_URL;
+  const res = await sidecarGet(base, opts.ready ? '/readyz' : '/healthz', { timeoutMs: 2_000 });
+  if (res.status === 200) return EXIT.ok;
+  process.stderr.write(`tokend: ${opts.ready ? 'not ready' : 'not healthy'}: ${res.body.slice(0, 500)}\n`);
+  return EXIT.failure;
+}
+
+async function cmdVerify(opts: ConfigOpts): Promise<number> {
+  const config = await loadConfig(opts);
+  const input = readFileSync(0, 'utf8').trim();
+  return runVerifyCommand(config, input, (s) => process.stdout.write(s + '\n'));
+}
+
+async function cmdRevoke(name: string, opts: ConfigOpts): Promise<number> {
+  const config = await loadConfig(opts);
+  const tc = config.tokens.find((t) => t.name === name);
+  if (!tc) throw new ConfigError([`NAME: no token named ${JSON.stringify(name.slice(0, 64))} in the configuration`]);
+  const summary = await revokeToken(config, tc);
+  process.stdout.write(summary + '\n');
+  return EXIT.ok;
+}
+
+/** Builds the commander program; `run` is injected so every command resolves to an exit code. */
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command();
+  const wrap =
+    <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
+    async (...args: A): Promise<void> => {
+      try {
+        setExit(await fn(...args));
+      } catch (err) {
+        report(err);
+        setExit(exitCodeFor(err));
+      }
+    };
+  const withConfig = (cmd: Command): Command =>
+    cmd
+      .option('-c, --config <file>', 'configuration file (YAML or JSON); default $TOKEND_CONFIG')
+      .option('--listen <addr>', 'override listen (host:port or unix:/path)')
+      .option('--log-level <level>', 'override logLevel (fatal|error|warn|info|debug|trace)');
+
+  program
+    .name('tokend')
+    .description('OAuth2/OIDC token sidecar: obtains, refreshes, stores and serves access tokens')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .showHelpAfterError();
+
+  withConfig(program.command('run').description('run the daemon until SIGTERM/SIGINT')).action(wrap((o: ConfigOpts) => cmdRun(o)));
+  withConfig(program.command('check').description('validate config, read secret files, run OIDC discovery for each token')).action(
+    wrap((o: ConfigOpts) => cmdCheck(o)),
+  );
+  program
+    .command('get')
+    .description('print the current raw access token from a running sidecar')
+    .argument('<name>', 'token name')
+    .option('--url <url>', `sidecar URL (http://host:port or unix:/path); default $TOKEND_URL or ${DEFAULT_URL}`)
+    .option('--min-ttl <seconds>', 'ask the sidecar to refresh first if fewer than this many seconds remain')
+    .action(wrap((name: string, o: { url?: string; minTtl?: string }) => cmdGet(name, o)));
+  program
+    .command('health')
+    .description('probe a running sidecar: exit 0 when /healthz (or /readyz with --ready) answers 200')
+    .option('--ready', 'check readiness (every token valid) instead of liveness')
+    .option('--url <url>', `sidecar URL; default $TOKEND_URL or ${DEFAULT_URL}`)
+    .action(wrap((o: { url?: string; ready?: boolean }) => cmdHealth(o)));
+  withConfig(program.command('verify').description('verify a token read from stdin; exit 0 valid, 1 invalid')).action(
+    wrap((o: ConfigOpts) => cmdVerify(o)),
+  );
+  withConfig(
+    program
+      .command('revoke')
+      .description("RFC 7009: revoke NAME's refresh token (and access token), then remove the stored copies")
+      .argument('<name>', 'token name'),
+  ).action(wrap((name: string, o: ConfigOpts) => cmdRevoke(name, o)));
+  return program;
+}
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+async function main(): Promise<void> {
+  let code: number = EXIT.ok;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exitCode 0; usage errors with 1 (commander's own message already printed).
+      code = err.exitCode === 0 ? EXIT.ok : EXIT.config;
+    } else {
+      report(err);
+      code = exitCodeFor(err);
+    }
+  }
+  process.exitCode = code;
+  // A clean `run` stop must not wait for stray handles (keep-alive sockets, Redis reconnects).
+  if (process.argv[2] === 'run') setImmediate(() => process.exit(code));
+}
+
+void main();

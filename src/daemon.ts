@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto';
+import cron from 'node-cron';
+import type { DestinationStream } from 'pino';
+import type { Config, StoreConfig } from './config/types.js';
+import { readSecret } from './config/secrets.js';
+import { systemClock, type Clock } from './clock.js';
+import { createLogger, EVENTS, serializeError, type Logger } from './log.js';
+import { createTokenSource } from './oauth/grants.js';
+import { Refresher } from './refresh/refresher.js';
+import type { TokenHandle } from './refresh/handle.js';
+import type { TokenStore, CorruptionReporter } from './store/store.js';
+import { MemoryStore } from './store/memory.js';
+import { FileStore } from './store/file.js';
+import { RedisStore } from './store/redis.js';
+import { loadEncryptionKey } from './store/crypto.js';
+import { createTokenServer, type TokenServer } from './server/http.js';
+import { Metrics } from './server/metrics.js';
+import { createVerifier, type Verifier } from './verify/verifier.js';
+
+/** What the composition root may be given instead of the real thing (tests inject these). */
+export interface DaemonDeps {
+  readonly clock?: Clock;
+  readonly random?: () => number;
+  /** Where log lines go (default stdout). */
+  readonly logDestination?: DestinationStream;
+  readonly logger?: Logger;
+}
+
+/** A running tokend. */
+export interface Daemon {
+  /** `http://host:port` or the unix socket path the endpoint listens on. */
+  readonly url: string;
+  readonly handles: ReadonlyMap<string, TokenHandle>;
+  readonly logger: Logger;
+  /** Stops timers, lets in-flight writes finish, revokes where configured, closes everything. */
+  stop(): Promise<void>;
+}
+
+/** Builds the store the config names. The store is not initialised yet. */
+export async function createStore(cfg: StoreConfig, logger: Logger): Promise<TokenStore> {
+  const onCorrupt: CorruptionReporter = (token, what, reason) =>
+    logger.error({ event: EVENTS.storeCorrupt, token, what, reason }, 'stored entry is corrupt; it will be replaced');
+  switch (cfg.type) {
+    case 'memory':
+      return new MemoryStore();
+    case 'file':
+      return new FileStore({ dir: cfg.dir, mode: cfg.mode, stateDir: cfg.stateDir, onCorrupt });
+    case 'redis': {
+      const password = cfg.password ? await readSecret(cfg.password, 'store.password') : undefined;
+      const encryptionKey = cfg.encryptionKeyFile ? await loadEncryptionKey(cfg.encryptionKeyFile) : undefined;
+      return new RedisStore({
+        url: cfg.url,
+        prefix: cfg.prefix,
+        password,
+        encryptionKey,
+        sentinels: cfg.sentinels,
+        sentinelName: cfg.sentinelName,
+        cluster: cfg.cluster,
+        leaseMs: cfg.leaseMs,
+        holderId: randomUUID(),
+        logger: logger.child({ component: 'redis' }),
+        onCorrupt,
+      });
+    }
+  }
+}
+
+/**
+ * Composition root: config → store → token sources → refreshers → server.
+ * The endpoint listens before the first grants so /healthz answers at once and /readyz says
+ * which tokens are still missing.
+ */
+export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promise<Daemon> {
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? Math.random;
+  const logger = deps.logger ?? createLogger(config.logLevel, deps.logDestination);
+
+  const store = await createStore(config.store, logger);
+  await store.init();
+
+  const metrics = new Metrics({ clock });
+  const refreshers: Refresher[] = [];
+  const handles = new Map<string, TokenHandle>();
+  for (const tc of config.tokens) {
+    const refresher = new Refresher({
+      config: tc,
+      source: createTokenSource(tc, { clock }),
+      store,
+      clock,
+      random,
+      logger: logger.child({ token: tc.name }),
+      observer: metrics,
+    });
+    refreshers.push(refresher);
+    handles.set(tc.name, refresher);
+  }
+  metrics.track(handles);
+
+  let verifier: Verifier | undefined;
+  if (config.verify) verifier = createVerifier(config.verify, { clock, logger: logger.child({ component: 'verify' }) });
+
+  const server: TokenServer = createTokenServer({
+    handles,
+    metrics,
+    clock,
+    logger,
+    verifier: verifier ? (bearer, signal) => verifier.verify(bearer, signal) : undefined,
+  });
+  let url: string;
+  try {
+    url = await server.listen(config.listen);
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+  logger.info({ event: EVENTS.listening, url }, 'endpoint listening');
+
+  await Promise.all(refreshers.map((r) => r.start()));
+
+  // A periodic wall-clock check: setTimeout-based timers drift or stall when the VM is suspended
+  // or the wall clock jumps; this catches every token that is due regardless.
+  const reconcileTask = cron.schedule(
+    config.reconcileCron,
+    () => {
+      for (const r of refreshers) r.reconcile();
+    },
+    { name: 'tokend-reconcile', noOverlap: true, logger: cronLogger(logger) },
+  );
+
+  logger.info({ event: EVENTS.daemonStarted, tokens: config.tokens.map((t) => t.name), store: store.kind }, 'tokend started');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ event: EVENTS.daemonStopping }, 'stopping');
+      await reconcileTask.stop();
+      await reconcileTask.destroy?.();
+      await Promise.all(
+        refreshers.map(async (r, i) => {
+          const tc = config.tokens[i];
+          if (tc?.revokeOnShutdown) {
+            try {
+              await r.revoke();
+            } catch (err) {
+              logger.child({ token: tc.name }).warn({ event: EVENTS.revoked, err: serializeError(err) }, 'revocation on shutdown failed');
+            }
+          }
+          await r.stop();
+        }),
+      );
+      await server.close();
+      await verifier?.close();
+      await store.close();
+      logger.info({ event: EVENTS.daemonStopped }, 'stopped');
+      logger.flush?.();
+    })();
+    return stopping;
+  };
+
+  return { url, handles, logger, stop };
+}
+
+// node-cron prints its own warnings to the console; route them into the JSON log instead.
+function cronLogger(logger: Logger) {
+  const l = logger.child({ component: 'cron' });
+  return {
+    info: (m: string) => l.debug(m),
+    warn: (m: string) => l.debug(m),
+    error: (m: string | Error) => l.warn({ err: serializeError(m) }, 'cron error'),
+    debug: (m: string | Error) => l.trace(String(m)),
+  };
+}
