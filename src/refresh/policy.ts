@@ -1,0 +1,75 @@
+import type { GrantType } from '../config/types.js';
+import type { AccessToken } from '../token.js';
+
+/**
+ * Width of the refresh jitter window, as a fraction of the lifetime. With refreshAt 0.75 a token
+ * is refreshed somewhere in [65 %, 75 %] of its life, so replicas and sidecars started together
+ * (a Deployment rollout) spread their grants instead of hitting the IdP in lockstep.
+ */
+export const REFRESH_JITTER_FRACTION = 0.1;
+
+/** Floor of the safety margin (ms) for lifetimes long enough to afford it. */
+export const MIN_SAFETY_MARGIN_MS = 30_000;
+
+/**
+ * How long before expiry a refresh must have happened at the latest, for a token of the given
+ * lifetime (ms): max(10 % of the lifetime, min(30 s, 25 % of the lifetime)).
+ *
+ * - Long lifetimes keep a tenth of their life in reserve (a 40-day token: 4 days), time for
+ *   several backoff rounds if the IdP is down when the refresh comes due.
+ * - Mid lifetimes keep at least 30 s (a 5-minute token: 30 s), enough for a slow IdP and retries.
+ * - Short lifetimes never give up more than a quarter (a 10-second token: 2.5 s), so the token is
+ *   still useful for three quarters of its life.
+ * Never more than 25 % of the lifetime, so `expiresAt - margin` is never before `obtainedAt`.
+ */
+export function safetyMarginMs(lifetimeMs: number): number {
+  const lifetime = Math.max(0, lifetimeMs);
+  return Math.max(0.1 * lifetime, Math.min(MIN_SAFETY_MARGIN_MS, 0.25 * lifetime));
+}
+
+/** Options for {@link refreshDueAt}. */
+export interface RefreshDueOptions {
+  /** Fraction of the lifetime after which to refresh (0 < x < 1; config default 0.75). */
+  readonly refreshAt: number;
+  /** A uniform random number in [0, 1): 0 refreshes at refreshAt, values near 1 up to 10 % earlier. */
+  readonly random: number;
+}
+
+/**
+ * When (ms since epoch) the token should be refreshed: after `refreshAt - random * 0.1` of its
+ * lifetime (`expiresAt - obtainedAt`), clamped to never be later than
+ * `expiresAt - safetyMarginMs(lifetime)` and never earlier than `obtainedAt`.
+ * A token with no lifetime (expiresAt <= obtainedAt) is due at once (obtainedAt).
+ */
+export function refreshDueAt(token: AccessToken, opts: RefreshDueOptions): number {
+  const lifetime = token.expiresAt - token.obtainedAt;
+  if (!(lifetime > 0)) return token.obtainedAt;
+  const random = clamp(Number.isFinite(opts.random) ? opts.random : 0, 0, 1);
+  const refreshAt = clamp(Number.isFinite(opts.refreshAt) ? opts.refreshAt : 0.75, 0, 1);
+  const fraction = clamp(refreshAt - REFRESH_JITTER_FRACTION * random, 0, 1);
+  const latest = token.expiresAt - safetyMarginMs(lifetime);
+  // Rounding can put `obtainedAt + fraction * lifetime` a hair past `latest`; clamp both ends.
+  return Math.max(token.obtainedAt, Math.min(token.obtainedAt + fraction * lifetime, latest));
+}
+
+/** True when token exists and has not expired at now (ms since epoch). */
+export function isUsable(token: AccessToken | undefined, now: number): token is AccessToken {
+  return token !== undefined && token.expiresAt > now;
+}
+
+/**
+ * What to do when a refresh is due but the shared store (Redis) cannot be reached:
+ * - 'grant-locally' (client_credentials): every grant yields an independent token and consumes
+ *   nothing, so a grant without the fleet lease is safe; the replica keeps serving on its own.
+ * - 'keep-serving' (refresh_token): a grant may rotate the refresh token, and the new one could
+ *   not be committed for the other replicas; the next replica to use the old one would replay a
+ *   consumed refresh token, which IdPs answer by revoking the whole grant (RFC 6819 §5.2.2.3).
+ *   So no grant: serve the held token until it expires, and retry with backoff.
+ */
+export function decideWhenStoreDown(grant: GrantType): 'grant-locally' | 'keep-serving' {
+  return grant === 'client_credentials' ? 'grant-locally' : 'keep-serving';
+}
+
+function clamp(x: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, x));
+}

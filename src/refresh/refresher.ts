@@ -1,0 +1,778 @@
+import { createHash } from 'node:crypto';
+import { sleep, type Clock, type Timer } from '../clock.js';
+import type { TokenConfig } from '../config/types.js';
+import { TokendError, hasCode } from '../errors.js';
+import { EVENTS, type Logger } from '../log.js';
+import type { TokenSource } from '../oauth/source.js';
+import { isShared, type Lease, type LeaseOutcome, type SharedStore, type StoredState, type TokenStore } from '../store/store.js';
+import type { AccessToken, GrantResult } from '../token.js';
+import { Backoff, type BackoffBounds } from './backoff.js';
+import type { RefreshObserver, RefreshResult, TokenHandle, TokenStatus } from './handle.js';
+import { decideWhenStoreDown, isUsable, refreshDueAt } from './policy.js';
+
+/**
+ * A TokenSource that can also fingerprint its credentials (e.g. sha256 of the client secret or
+ * private key file). Optional: when present, a permanent failure is retried as soon as the
+ * fingerprint changes (a new Kubernetes Secret was mounted); otherwise only the seed is watched.
+ */
+export type FingerprintingSource = TokenSource & { credentialFingerprint?: () => Promise<string> };
+
+/** Dependencies of a {@link Refresher}. */
+export interface RefresherDeps {
+  readonly config: TokenConfig;
+  readonly source: FingerprintingSource;
+  readonly store: TokenStore;
+  readonly clock: Clock;
+  /** Uniform random in [0, 1), for refresh jitter and backoff. */
+  readonly random: () => number;
+  /** Already a child logger bound to `{ token: name }`. */
+  readonly logger: Logger;
+  readonly observer?: RefreshObserver | undefined;
+  /** Refreshes forced by a caller's min_ttl happen at most once per this interval. Default 5 000 ms. */
+  readonly minForcedRefreshIntervalMs?: number | undefined;
+  /** Retry backoff bounds. Default 1 000 .. 60 000 ms. */
+  readonly backoff?: Partial<BackoffBounds> | undefined;
+}
+
+/** sha256 (hex) of a secret, so it can be compared and stored without keeping the value. */
+export function secretHash(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+/** Per-attempt inputs read from the secret files at the start of the attempt. */
+interface Credentials {
+  /** The seed's value, when it could be read (refresh_token grants only). */
+  readonly seed: string | undefined;
+  /** sha256 of the seed (or the last known one if the file could not be read now). */
+  readonly seedHash: string | undefined;
+  /** Why the seed could not be read, if it could not. */
+  readonly seedError: unknown;
+  /** Changes whenever the seed or (if the source can tell) the client credentials change. */
+  readonly fingerprint: string;
+}
+
+interface PermanentFailure {
+  readonly reason: string;
+  /** Credentials fingerprint when it failed; a different one means "try again". */
+  readonly fingerprint: string;
+}
+
+/** What a refresh attempt wants: a token with more than needTtlMs left (0: the usual schedule). */
+interface AttemptOptions {
+  readonly needTtlMs: number;
+}
+
+/**
+ * Keeps one token fresh: loads it from the store, refreshes it ahead of expiry (jittered),
+ * retries with backoff, rotates refresh tokens safely, and serves it in memory.
+ *
+ * Invariants:
+ * - at most one grant in flight (single flight, shared by timer, reconcile and callers);
+ * - a rotated refresh token is durably saved before the access token that came with it is
+ *   published, and a consumed refresh token is never presented again;
+ * - an expired token is never handed out;
+ * - with a shared store, grants happen only under the fleet lease and are committed fenced.
+ */
+export class Refresher implements TokenHandle {
+  readonly name: string;
+  private readonly config: TokenConfig;
+  private readonly source: FingerprintingSource;
+  private readonly store: TokenStore;
+  private readonly shared: SharedStore | undefined;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly log: Logger;
+  private readonly observer: RefreshObserver | undefined;
+  private readonly minForcedIntervalMs: number;
+  private readonly backoff: Backoff;
+  private readonly abort = new AbortController();
+
+  /** The published token (may have expired since; `current()` checks). */
+  private token: AccessToken | undefined;
+  private everPublished = false;
+  private expiredLoggedFor: AccessToken | undefined;
+
+  /** Refresh token to present next (local stores; shared stores re-read it under the lease). */
+  private refreshToken: string | undefined;
+  /** seedHash of the chain `refreshToken` descends from. */
+  private refreshTokenSeedHash: string | undefined;
+  /** `refreshToken` is newer than what the store holds (saving it failed). */
+  private refreshTokenUnsaved = false;
+  /** sha256 of refresh tokens already presented and replaced by rotation: never presented again. */
+  private readonly consumed = new Set<string>();
+  /** sha256 of the seed as last read. */
+  private seedHash: string | undefined;
+  /** store.load succeeded once (refresh_token grants must not fall back to the seed before). */
+  private stateLoaded = false;
+
+  private inflight: Promise<void> | undefined;
+  private timer: Timer | undefined;
+  private expiryTimer: Timer | undefined;
+  /** Wall-clock time (ms) of the next scheduled attempt. */
+  private nextAttemptAt: number | undefined;
+  private lastForcedAt = Number.NEGATIVE_INFINITY;
+  /** When the attempt in flight started (wall clock), for duration_ms. */
+  private attemptStartedAt = 0;
+  private permanent: PermanentFailure | undefined;
+  private started = false;
+  private stopped = false;
+  private revoked = false;
+  private reconciling = false;
+  private unwatch: (() => void) | undefined;
+  private readonly commitWaiters = new Set<() => void>();
+  private readonly writes = new Set<Promise<unknown>>();
+
+  constructor(deps: RefresherDeps) {
+    this.config = deps.config;
+    this.name = deps.config.name;
+    this.source = deps.source;
+    this.store = deps.store;
+    this.shared = isShared(deps.store) ? deps.store : undefined;
+    this.clock = deps.clock;
+    this.random = deps.random;
+    this.log = deps.logger;
+    this.observer = deps.observer;
+    this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
+    this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Loads the stored state and, unless a still-usable token was stored, acquires one now.
+   * Resolves after that first attempt; never rejects for IdP or store failures (it schedules
+   * retries and status() reports why it is not ready).
+   */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    if (this.shared) this.unwatch = this.shared.watch(this.name, (state) => this.onCommitted(state));
+
+    const creds = await this.readCredentials();
+    this.seedHash = creds.seedHash;
+    let state: StoredState = {};
+    try {
+      state = await this.store.load(this.name);
+      this.stateLoaded = true;
+    } catch (err) {
+      this.log.warn({ event: EVENTS.refreshFailed, error: errorSummary(err), attempt: 0 }, 'could not load stored state');
+    }
+    if (this.stopped) return;
+    if (state.refreshToken !== undefined) {
+      this.refreshToken = state.refreshToken;
+      this.refreshTokenSeedHash = state.seedHash;
+    }
+    const seedChanged = this.seedChangedFor(state);
+    if (isUsable(state.access, this.clock.now())) {
+      this.publish(state.access, 'loaded');
+      // A new seed means a new credential: refresh with it now, serving the stored token meanwhile.
+      if (!seedChanged) {
+        this.scheduleRefreshOf(state.access);
+        return;
+      }
+    }
+    await this.refresh({ needTtlMs: 0 });
+  }
+
+  /** Cancels timers, aborts sleeps and grants in flight, waits for in-flight store writes. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.cancelTimer();
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    this.abort.abort(new TokendError('TOKEN_UNAVAILABLE', `token ${this.name}: refresher stopped`));
+    await this.inflight?.catch(() => undefined);
+    await Promise.allSettled([...this.writes]);
+  }
+
+  /**
+   * Wall-clock check, called periodically (node-cron) by the daemon. Starts an overdue refresh
+   * (VM suspended, clock jumped, timer lost), notices a changed seed or, after a permanent
+   * failure, changed credentials, and retries persisting an unsaved refresh token.
+   */
+  reconcile(): void {
+    if (!this.started || this.stopped || this.revoked || this.reconciling) return;
+    this.reconciling = true;
+    this.reconcileNow()
+      .catch((err: unknown) => this.log.warn({ event: EVENTS.refreshFailed, error: errorSummary(err) }, 'reconcile failed'))
+      .finally(() => {
+        this.reconciling = false;
+      });
+  }
+
+  /**
+   * RFC 7009: revokes the refresh token (if any) and the access token at the IdP, then removes
+   * every stored copy; the token is not ready afterwards. Rejects if the refresh token could not
+   * be revoked (nothing is removed then, so it can be retried).
+   */
+  async revoke(): Promise<void> {
+    await this.inflight?.catch(() => undefined);
+    this.revoked = true;
+    this.cancelTimer();
+    try {
+      await this.revokeNow();
+    } catch (err) {
+      this.revoked = false;
+      if (this.started && !this.stopped && this.token !== undefined && !this.permanent) this.scheduleRefreshOf(this.token);
+      throw err;
+    }
+  }
+
+  private async revokeNow(): Promise<void> {
+    let state: StoredState = {};
+    if (this.shared || !this.stateLoaded) {
+      state = await this.store.load(this.name);
+    }
+    const refreshToken = this.shared ? state.refreshToken : (this.refreshToken ?? state.refreshToken);
+    const access = this.token ?? state.access;
+    const signal = this.abort.signal;
+    if (this.config.grant === 'refresh_token') {
+      const rt = refreshToken ?? (await this.source.readSeed());
+      if (rt !== undefined) {
+        await this.source.revoke(rt, 'refresh_token', signal);
+        this.consumed.add(secretHash(rt));
+      }
+    }
+    if (access !== undefined && isUsable(access, this.clock.now())) {
+      try {
+        await this.source.revoke(access.accessToken, 'access_token', signal);
+      } catch (err) {
+        // The access token expires on its own; losing this call must not keep the refresh token stored.
+        this.log.warn({ event: EVENTS.revoked, error: errorSummary(err) }, 'access token revocation failed');
+      }
+    }
+    await this.store.remove(this.name);
+    this.token = undefined;
+    this.refreshToken = undefined;
+    this.refreshTokenUnsaved = false;
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    this.log.info({ event: EVENTS.revoked }, 'token revoked and removed from the store');
+  }
+
+  // ---------------------------------------------------------------- TokenHandle
+
+  /** The published token if it is still valid at the clock's now; never an expired one. */
+  current(): AccessToken | undefined {
+    const t = this.token;
+    if (t === undefined) return undefined;
+    if (t.expiresAt > this.clock.now()) return t;
+    this.noteExpired(t);
+    return undefined;
+  }
+
+  /**
+   * Returns a token with more than minTtlMs left, refreshing first if needed (joining the
+   * refresh in flight). Refreshes forced only by min_ttl happen at most once per
+   * minForcedRefreshIntervalMs; otherwise, and when the refresh fails, the current valid token is
+   * returned even if it has less than minTtlMs left. Rejects with TOKEN_UNAVAILABLE when no valid
+   * token exists, or with signal's reason when aborted.
+   */
+  async ensureFresh(minTtlMs: number, signal?: AbortSignal): Promise<AccessToken> {
+    const now = this.clock.now();
+    const t = this.current();
+    if (t !== undefined && t.expiresAt - now > minTtlMs) return t;
+    signal?.throwIfAborted();
+    let pending = this.inflight;
+    if (pending === undefined) {
+      if (this.stopped || this.revoked || this.permanent !== undefined || !this.started) return this.orUnavailable(t);
+      // Rate-limits both min_ttl refreshes and on-demand retries while the IdP is failing.
+      if (now - this.lastForcedAt < this.minForcedIntervalMs) return this.orUnavailable(t);
+      this.lastForcedAt = now;
+      pending = this.refresh({ needTtlMs: Math.max(0, minTtlMs) });
+    }
+    await (signal ? raceAbort(pending, signal) : pending);
+    return this.orUnavailable(this.current());
+  }
+
+  /** Ready iff a valid token is held and no permanent failure is pending. */
+  status(): TokenStatus {
+    const t = this.current();
+    if (this.permanent) return { name: this.name, ready: false, reason: this.permanent.reason, expiresAt: t?.expiresAt };
+    if (t !== undefined) return { name: this.name, ready: true, expiresAt: t.expiresAt };
+    let reason = 'not yet acquired';
+    if (this.revoked) reason = 'revoked';
+    else if (this.token !== undefined) reason = 'expired';
+    else if (this.stopped) reason = 'stopped';
+    return { name: this.name, ready: false, reason };
+  }
+
+  /**
+   * ms until the next scheduled attempt, at least 1 000. With nothing scheduled (permanent
+   * failure, stopped) the backoff maximum (60 000 by default).
+   */
+  retryAfterMs(): number {
+    if (this.inflight) return 1_000;
+    if (this.nextAttemptAt === undefined) return Math.max(1_000, this.backoff.bounds.maxMs);
+    return Math.max(1_000, Math.ceil(this.nextAttemptAt - this.clock.now()));
+  }
+
+  // ---------------------------------------------------------------- single flight
+
+  /** Starts an attempt, or joins the one in flight. Never rejects. */
+  private refresh(opts: AttemptOptions): Promise<void> {
+    if (this.inflight) return this.inflight;
+    const p: Promise<void> = this.attempt(opts).finally(() => {
+      if (this.inflight === p) this.inflight = undefined;
+    });
+    this.inflight = p;
+    return p;
+  }
+
+  private async attempt(opts: AttemptOptions): Promise<void> {
+    this.cancelTimer();
+    if (this.stopped || this.revoked || this.permanent) return;
+    const startedAt = this.clock.now();
+    this.attemptStartedAt = startedAt;
+    let creds: Credentials | undefined;
+    try {
+      creds = await this.readCredentials();
+      this.seedHash = creds.seedHash;
+      const result = this.shared ? await this.attemptShared(this.shared, creds, opts) : await this.attemptLocal(creds);
+      if (this.stopped) return;
+      this.backoff.reset();
+      this.observe(result, startedAt);
+      // A token issued already inside its refresh window (tiny lifetimes) must not become a grant loop.
+      if (this.token) this.scheduleRefreshOf(this.token, this.clock.now() + this.backoff.bounds.minMs);
+    } catch (err) {
+      if (this.stopped) return;
+      this.onFailure(err, startedAt, creds);
+    }
+  }
+
+  private onFailure(err: unknown, startedAt: number, creds: Credentials | undefined): void {
+    const permanent = permanentReason(err);
+    if (permanent !== undefined) {
+      this.permanent = { reason: permanent, fingerprint: creds?.fingerprint ?? '' };
+      this.nextAttemptAt = undefined;
+      this.observe('permanent_error', startedAt);
+      this.log.error(
+        { event: EVENTS.permanentFailure, error: errorSummary(err), reason: permanent },
+        'the IdP refused the credential; not retrying until the secret or seed changes',
+      );
+      return;
+    }
+    const held = this.current();
+    const delay = this.backoff.next(held ? held.expiresAt - this.clock.now() : undefined);
+    this.scheduleIn(delay);
+    this.observe('transient_error', startedAt);
+    this.log.warn(
+      { event: EVENTS.refreshFailed, error: errorSummary(err), attempt: this.backoff.attempt, retry_in_ms: delay },
+      'refresh failed; retrying',
+    );
+  }
+
+  // ---------------------------------------------------------------- local store
+
+  private async attemptLocal(creds: Credentials): Promise<RefreshResult> {
+    let rt: string | undefined;
+    let seedHash: string | undefined;
+    if (this.config.grant === 'refresh_token') {
+      if (!this.stateLoaded) {
+        // Without the stored state we do not know whether the seed was already rotated away:
+        // presenting a consumed one makes IdPs revoke the whole grant. Read it first.
+        const state = await this.store.load(this.name);
+        this.stateLoaded = true;
+        if (state.refreshToken !== undefined && this.refreshToken === undefined) {
+          this.refreshToken = state.refreshToken;
+          this.refreshTokenSeedHash = state.seedHash;
+        }
+      }
+      if (this.refreshTokenUnsaved) await this.persistRefreshToken();
+      ({ rt, seedHash } = this.pickRefreshToken(this.refreshToken, this.refreshTokenSeedHash, creds));
+      if (rt !== this.refreshToken) {
+        // The seed won (new Secret): the in-memory chain is abandoned.
+        this.refreshToken = rt;
+        this.refreshTokenSeedHash = seedHash;
+        this.refreshTokenUnsaved = false;
+      }
+    }
+    const result = await this.obtain(rt, this.abort.signal);
+    if (this.stopped) return 'success';
+    if (result.refreshToken !== undefined && result.refreshToken !== rt) {
+      // RFC 6749 §6: the new refresh token replaces the old one, which must not be presented again.
+      this.refreshToken = result.refreshToken;
+      this.refreshTokenSeedHash = seedHash;
+      this.refreshTokenUnsaved = true;
+      await this.persistRefreshToken();
+    }
+    this.publish(result.token, 'grant');
+    this.track(
+      this.store.saveAccessToken(this.name, result.token).catch((err: unknown) => {
+        this.log.warn({ event: EVENTS.storeFailed, error: errorSummary(err), what: 'access_token' }, 'could not write the access token');
+      }),
+    );
+    return 'success';
+  }
+
+  /** Saves the in-memory refresh token durably; on failure keeps it in memory and says so. */
+  private async persistRefreshToken(): Promise<void> {
+    const rt = this.refreshToken;
+    if (rt === undefined) return;
+    const write = this.store.saveRefreshToken(this.name, rt, this.refreshTokenSeedHash);
+    this.track(write.catch(() => undefined));
+    try {
+      await write;
+      if (this.refreshToken === rt) this.refreshTokenUnsaved = false;
+    } catch (err) {
+      this.log.error(
+        { event: EVENTS.storeFailed, error: errorSummary(err), what: 'refresh_token' },
+        'could not save the rotated refresh token; keeping it in memory and retrying',
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- shared store
+
+  private async attemptShared(store: SharedStore, creds: Credentials, opts: AttemptOptions): Promise<RefreshResult> {
+    if (!store.isAvailable()) return this.whenStoreDown(undefined);
+    let granted: GrantResult | undefined;
+    let outcome: LeaseOutcome<RefreshResult>;
+    try {
+      outcome = await store.withLease(this.name, async (lease): Promise<RefreshResult> => {
+        this.log.debug({ event: EVENTS.leaseAcquired, fence: lease.fence }, 'refresh lease acquired');
+        const state = await store.load(this.name);
+        if (this.canAdopt(state, creds, opts, true)) {
+          this.publish(state.access, 'adopted');
+          return 'adopted';
+        }
+        const { rt, seedHash } =
+          this.config.grant === 'refresh_token'
+            ? this.pickRefreshToken(state.refreshToken, state.seedHash, creds)
+            : { rt: undefined, seedHash: undefined };
+        const result = await this.obtain(rt, AbortSignal.any([this.abort.signal, lease.signal]));
+        granted = result;
+        await this.commit(store, lease, result, rt, seedHash);
+        if (!this.stopped) this.publish(result.token, 'grant');
+        return 'success';
+      });
+    } catch (err) {
+      if (hasCode(err, 'STORE_UNAVAILABLE')) return this.whenStoreDown(err, granted);
+      throw err;
+    }
+    if (outcome.acquired) return outcome.value;
+
+    // Another replica is refreshing: wait for its commit (or its lease to lapse), then adopt.
+    await this.waitForCommit(outcome.holderTtlMs);
+    const state = await store.load(this.name);
+    if (this.canAdopt(state, creds, opts, false)) {
+      this.publish(state.access, 'adopted');
+      return 'adopted';
+    }
+    throw new TokendError('LEASE_LOST', `token ${this.name}: another replica holds the refresh lease and committed no newer token`);
+  }
+
+  private async commit(
+    store: SharedStore,
+    lease: Lease,
+    result: GrantResult,
+    rt: string | undefined,
+    seedHash: string | undefined,
+  ): Promise<void> {
+    const rotated = result.refreshToken !== undefined && result.refreshToken !== rt;
+    // When the seed won, commit it (or its successor) with the new seedHash so other replicas switch too.
+    const refreshToken = result.refreshToken ?? rt;
+    try {
+      const write = store.commit(lease, { access: result.token, refreshToken, seedHash });
+      this.track(write.catch(() => undefined));
+      await write;
+    } catch (err) {
+      if (hasCode(err, 'LEASE_LOST')) {
+        this.log.warn({ event: EVENTS.leaseLost, error: errorSummary(err) }, 'lost the refresh lease before committing; nothing written');
+      }
+      if (rotated) {
+        this.log.error(
+          { event: EVENTS.refreshTokenLost, error: errorSummary(err) },
+          'a rotated refresh token could not be committed to the shared store',
+        );
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The shared store is down (or went down mid-attempt). client_credentials: grant without the
+   * lease (or use the grant already made) and serve it locally. refresh_token: no grant; keep
+   * serving the held token and retry with backoff.
+   */
+  private async whenStoreDown(err: unknown, granted?: GrantResult): Promise<RefreshResult> {
+    if (decideWhenStoreDown(this.config.grant) === 'keep-serving') {
+      throw hasCode(err, 'STORE_UNAVAILABLE')
+        ? err
+        : new TokendError('STORE_UNAVAILABLE', `token ${this.name}: shared store unavailable; not rotating the refresh token without it`);
+    }
+    const result = granted ?? (await this.obtain(undefined, this.abort.signal));
+    if (!this.stopped) this.publish(result.token, 'grant');
+    return 'success';
+  }
+
+  /**
+   * A stored token may be adopted instead of granting when it is valid, from the current seed,
+   * newer than ours, long enough for the caller, and (under the lease) not yet in its refresh window.
+   */
+  private canAdopt(
+    state: StoredState,
+    creds: Credentials,
+    opts: AttemptOptions,
+    underLease: boolean,
+  ): state is StoredState & { access: AccessToken } {
+    const access = state.access;
+    const now = this.clock.now();
+    if (!isUsable(access, now)) return false;
+    if (this.config.grant === 'refresh_token' && creds.seedHash !== undefined && state.seedHash !== creds.seedHash) return false;
+    if (this.token !== undefined && access.expiresAt <= this.token.expiresAt) return false;
+    if (access.expiresAt - now <= opts.needTtlMs) return false;
+    // random 1 = the earliest point of the jitter window: a token already in it is due.
+    if (underLease && now >= refreshDueAt(access, { refreshAt: this.config.refreshAt, random: 1 })) return false;
+    return true;
+  }
+
+  /** Watch notification: another replica (or we) committed. */
+  private onCommitted(state: StoredState): void {
+    for (const wake of this.commitWaiters) wake();
+    this.commitWaiters.clear();
+    // An attempt in flight re-reads the store itself (and adopts from there); our own commits
+    // arrive here too while we hold the lease.
+    if (this.stopped || this.revoked || this.inflight !== undefined) return;
+    const access = state.access;
+    const now = this.clock.now();
+    if (!isUsable(access, now)) return;
+    if (this.token !== undefined && access.expiresAt <= this.token.expiresAt) return;
+    if (this.config.grant === 'refresh_token' && this.seedHash !== undefined && state.seedHash !== this.seedHash) return;
+    this.attemptStartedAt = now;
+    this.publish(access, 'adopted');
+    this.observe('adopted', now);
+    this.permanent = undefined; // another replica's success proves the credential works
+    this.backoff.reset();
+    this.scheduleRefreshOf(access);
+  }
+
+  /** Resolves on the next watch notification or after ms; rejects when stopped. */
+  private waitForCommit(ms: number): Promise<void> {
+    const signal = this.abort.signal;
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const done = (): void => {
+        this.commitWaiters.delete(wake);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const wake = (): void => {
+        done();
+        timerController.abort();
+        resolve();
+      };
+      const onAbort = (): void => {
+        done();
+        reject(signal.reason);
+      };
+      const timerController = new AbortController();
+      this.commitWaiters.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
+      sleep(this.clock, Math.max(0, ms), timerController.signal).then(wake, () => undefined);
+    });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** Presents rt (never a consumed one) and records rotation. */
+  private async obtain(rt: string | undefined, signal: AbortSignal): Promise<GrantResult> {
+    if (this.config.grant === 'refresh_token') {
+      if (rt === undefined) {
+        throw new TokendError('GRANT_PERMANENT', `token ${this.name}: no refresh token (refreshTokenFile / refreshToken) is available`, {
+          oauthError: 'no_refresh_token',
+        });
+      }
+      if (this.consumed.has(secretHash(rt))) {
+        throw new TokendError('GRANT_PERMANENT', `token ${this.name}: the only refresh token available was already rotated away`, {
+          oauthError: 'refresh_token_consumed',
+        });
+      }
+    }
+    const result = await this.source.obtain(rt, signal);
+    if (rt !== undefined && result.refreshToken !== undefined && result.refreshToken !== rt) this.consumed.add(secretHash(rt));
+    return result;
+  }
+
+  /**
+   * The refresh token to present: the stored/held one if it descends from the current seed,
+   * else the seed (a new Secret was mounted, or nothing was stored yet).
+   */
+  private pickRefreshToken(
+    held: string | undefined,
+    heldSeedHash: string | undefined,
+    creds: Credentials,
+  ): { rt: string | undefined; seedHash: string | undefined } {
+    // An unreadable seed file (mid-remount) or no seed configured: keep the chain we have.
+    if (held !== undefined && (creds.seedHash === undefined || heldSeedHash === creds.seedHash || creds.seed === undefined)) {
+      return { rt: held, seedHash: heldSeedHash };
+    }
+    if (creds.seed === undefined && creds.seedError !== undefined) throw creds.seedError;
+    if (held !== undefined) this.log.info({ event: EVENTS.seedChanged }, 'refresh-token seed changed: using the new seed');
+    return { rt: creds.seed, seedHash: creds.seedHash };
+  }
+
+  /** True when a stored refresh token exists but descends from a seed other than the current one. */
+  private seedChangedFor(state: StoredState): boolean {
+    return (
+      this.config.grant === 'refresh_token' &&
+      state.refreshToken !== undefined &&
+      this.seedHash !== undefined &&
+      state.seedHash !== this.seedHash
+    );
+  }
+
+  private async readCredentials(): Promise<Credentials> {
+    let seed: string | undefined;
+    let seedHash = this.seedHash;
+    let seedError: unknown;
+    let seedPart = 'none';
+    if (this.config.grant === 'refresh_token') {
+      try {
+        seed = await this.source.readSeed();
+        seedHash = seed === undefined ? undefined : secretHash(seed);
+        seedPart = seedHash ?? 'none';
+      } catch (err) {
+        seedError = err;
+        seedPart = `unreadable:${hasCode(err) ? err.code : 'error'}`;
+      }
+    }
+    let credPart = '';
+    if (this.source.credentialFingerprint) {
+      try {
+        credPart = await this.source.credentialFingerprint();
+      } catch (err) {
+        credPart = `unreadable:${hasCode(err) ? err.code : 'error'}`;
+      }
+    }
+    return { seed, seedHash, seedError, fingerprint: `${seedPart}|${credPart}` };
+  }
+
+  private async reconcileNow(): Promise<void> {
+    this.current(); // logs token.expired if it lapsed without a timer noticing (clock jump)
+    if (this.refreshTokenUnsaved && !this.inflight && !this.shared) await this.persistRefreshToken();
+    const creds = await this.readCredentials();
+    if (this.stopped || this.revoked) return;
+    if (this.config.grant === 'refresh_token' && creds.seedHash !== undefined && creds.seedHash !== this.seedHash) {
+      this.log.info({ event: EVENTS.seedChanged }, 'refresh-token seed changed: refreshing with the new seed');
+      this.seedHash = creds.seedHash;
+      this.permanent = undefined;
+      this.backoff.reset();
+      void this.refresh({ needTtlMs: 0 });
+      return;
+    }
+    if (this.permanent) {
+      if (creds.fingerprint !== this.permanent.fingerprint) {
+        this.log.info({ event: EVENTS.seedChanged }, 'credentials changed after a permanent failure: trying again');
+        this.permanent = undefined;
+        this.backoff.reset();
+        void this.refresh({ needTtlMs: 0 });
+      }
+      return;
+    }
+    if (this.inflight) return;
+    // Timers run on monotonic time; the wall clock decides whether a refresh is overdue.
+    if (this.nextAttemptAt === undefined || this.clock.now() >= this.nextAttemptAt) void this.refresh({ needTtlMs: 0 });
+  }
+
+  private publish(token: AccessToken, how: 'grant' | 'adopted' | 'loaded'): void {
+    const prev = this.token;
+    if (prev !== undefined && prev.accessToken === token.accessToken && prev.expiresAt === token.expiresAt) return;
+    const first = !this.everPublished;
+    this.token = token;
+    this.everPublished = true;
+    this.armExpiryTimer(token);
+    const expires_at = Math.floor(token.expiresAt / 1000);
+    if (how === 'loaded') {
+      this.log.info({ event: EVENTS.loaded, expires_at }, 'loaded a valid token from the store');
+    } else {
+      this.log.info(
+        { event: first ? EVENTS.acquired : EVENTS.refreshed, expires_at, duration_ms: how === 'grant' ? Math.max(0, this.clock.now() - this.attemptStartedAt) : 0, adopted: how === 'adopted' },
+        how === 'adopted' ? 'adopted a token another replica obtained' : first ? 'token acquired' : 'token refreshed',
+      );
+    }
+  }
+
+  private armExpiryTimer(token: AccessToken): void {
+    this.expiryTimer?.cancel();
+    if (this.stopped) return;
+    this.expiryTimer = this.clock.setTimer(() => {
+      this.expiryTimer = undefined;
+      if (this.token === token) this.current();
+    }, token.expiresAt - this.clock.now());
+  }
+
+  private noteExpired(token: AccessToken): void {
+    if (this.expiredLoggedFor === token) return;
+    this.expiredLoggedFor = token;
+    this.log.warn({ event: EVENTS.expired, expires_at: Math.floor(token.expiresAt / 1000) }, 'token expired without a replacement');
+  }
+
+  /** Schedules the refresh of token at its jittered due time, but not before notBefore (ms). */
+  private scheduleRefreshOf(token: AccessToken, notBefore = Number.NEGATIVE_INFINITY): void {
+    this.scheduleAt(Math.max(notBefore, refreshDueAt(token, { refreshAt: this.config.refreshAt, random: this.random() })));
+  }
+
+  private scheduleIn(ms: number): void {
+    this.scheduleAt(this.clock.now() + ms);
+  }
+
+  private scheduleAt(at: number): void {
+    this.cancelTimer();
+    if (this.stopped || this.revoked) return;
+    this.nextAttemptAt = at;
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined;
+      void this.refresh({ needTtlMs: 0 });
+    }, at - this.clock.now());
+  }
+
+  private cancelTimer(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.nextAttemptAt = undefined;
+  }
+
+  private observe(result: RefreshResult, startedAt: number): void {
+    this.observer?.refreshFinished(this.name, result, Math.max(0, this.clock.now() - startedAt));
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.writes.add(p);
+    void p.finally(() => this.writes.delete(p));
+  }
+
+  private orUnavailable(t: AccessToken | undefined): AccessToken {
+    if (t !== undefined) return t;
+    throw new TokendError('TOKEN_UNAVAILABLE', `token ${this.name}: no valid token (${this.status().reason ?? 'unknown'})`);
+  }
+}
+
+/** 'permanent failure: <oauth error or code>' for errors retrying cannot fix, else undefined. */
+export function permanentReason(err: unknown): string | undefined {
+  if (hasCode(err, 'GRANT_PERMANENT')) return `permanent failure: ${err.oauthError ?? 'grant_refused'}`;
+  if (hasCode(err, 'CONFIG_INVALID')) return 'permanent failure: config_invalid';
+  return undefined;
+}
+
+/** The loggable part of an error: code, OAuth error, HTTP status, and our own message (never a library's). */
+export function errorSummary(err: unknown): Record<string, unknown> {
+  if (err instanceof TokendError) {
+    const out: Record<string, unknown> = { code: err.code, message: err.message };
+    if (err.oauthError !== undefined) out.oauth_error = err.oauthError;
+    if (err.status !== undefined) out.status = err.status;
+    return out;
+  }
+  return { code: 'INTERNAL', type: err instanceof Error ? err.name : typeof err };
+}
+
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

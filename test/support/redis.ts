@@ -1,0 +1,161 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+/** A redis-server child process started by a test (which must call stop()). */
+export interface RedisHandle {
+  /** `redis://127.0.0.1:PORT/0` */
+  readonly url: string;
+  readonly port: number;
+  /** SIGTERM, waits for exit, closes clients made by client(), removes the temp dir. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash: no persistence is configured, so the data is gone), waits for exit. */
+  kill9(): Promise<void>;
+  /** Starts the server again on the same port (empty, like a failover to an empty replica). */
+  restart(): Promise<void>;
+  flushall(): Promise<void>;
+  /** A plain ioredis client for inspecting keys; closed by stop(). */
+  client(): Redis;
+}
+
+const READY_TIMEOUT_MS = 5_000;
+
+/** Asks the OS for a free port (listen on 0), then releases it for redis-server to take. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One raw PING over TCP; resolves true on +PONG. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    let buf = '';
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('error', () => done(false));
+    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+    });
+  });
+}
+
+function waitExit(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => proc.once('exit', () => resolve()));
+}
+
+/**
+ * Starts one process on `port` and resolves once it answers PING. Rejects with the server's
+ * output if it exits first (EADDRINUSE when another process took the port in between).
+ */
+async function spawnServer(port: number, dir: string): Promise<ChildProcess> {
+  const args = [
+    '--port', String(port),
+    '--bind', '127.0.0.1',
+    '--protected-mode', 'yes',
+    '--save', '',
+    '--appendonly', 'no',
+    '--dir', dir,
+    '--daemonize', 'no',
+    '--loglevel', 'warning',
+  ];
+  const proc = spawn('redis-server', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  let exited = false;
+  proc.once('exit', () => (exited = true));
+  const spawnError = new Promise<never>((_, reject) => proc.once('error', reject));
+  spawnError.catch(() => undefined);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (exited) throw new Error(`redis-server on port ${port} exited before it was ready: ${output.trim()}`);
+    const ok = await Promise.race([ping(port), spawnError]);
+    if (ok) return proc;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`redis-server on port ${port} did not answer PING within ${READY_TIMEOUT_MS} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * Starts a private, empty redis-server (no persistence, loopback only) on a free port in a temp
+ * directory. Requires `redis-server` on PATH.
+ */
+export async function startRedis(): Promise<RedisHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'tokend-redis-'));
+  let proc: ChildProcess | undefined;
+  let port = 0;
+  for (let attempt = 0; ; attempt++) {
+    port = await freePort();
+    try {
+      proc = await spawnServer(port, dir);
+      break;
+    } catch (err) {
+      // Another process may grab the port between close() and redis-server's bind.
+      if (attempt >= 4 || !String(err).includes('in use')) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
+  const clients: Redis[] = [];
+  const url = `redis://127.0.0.1:${port}/0`;
+
+  const kill = async (signal: NodeJS.Signals): Promise<void> => {
+    const p = proc;
+    if (!p) return;
+    proc = undefined;
+    p.kill(signal);
+    await waitExit(p);
+  };
+
+  return {
+    url,
+    port,
+    async stop() {
+      for (const c of clients) c.disconnect();
+      await kill('SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
+    kill9: () => kill('SIGKILL'),
+    async restart() {
+      await kill('SIGTERM');
+      // redis-server sets SO_REUSEADDR, so the same port can be bound again at once.
+      proc = await spawnServer(port, dir);
+    },
+    async flushall() {
+      const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+      c.on('error', () => undefined);
+      try {
+        await c.flushall();
+      } finally {
+        c.disconnect();
+      }
+    },
+    client() {
+      const c = new Redis(url, { maxRetriesPerRequest: 1 });
+      c.on('error', () => undefined);
+      clients.push(c);
+      return c;
+    },
+  };
+}
