@@ -4,7 +4,7 @@ import type { DestinationStream } from 'pino';
 import type { Config, StoreConfig } from './config/types.js';
 import { readSecret } from './config/secrets.js';
 import { systemClock, type Clock } from './clock.js';
-import { createLogger, EVENTS, serializeError, type Logger } from './log.js';
+import { createLogger, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
 import { Refresher } from './refresh/refresher.js';
 import type { TokenHandle } from './refresh/handle.js';
@@ -142,7 +142,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
             try {
               await r.revoke();
             } catch (err) {
-              logger.child({ token: tc.name }).warn({ event: EVENTS.revoked, err: serializeError(err) }, 'revocation on shutdown failed');
+              logger.child({ token: tc.name }).warn({ event: EVENTS.revoked, err }, 'revocation on shutdown failed');
             }
           }
           await r.stop();
@@ -166,7 +166,7 @@ function cronLogger(logger: Logger) {
   return {
     info: (m: string) => l.debug(m),
     warn: (m: string) => l.debug(m),
-    error: (m: string | Error) => l.warn({ err: serializeError(m) }, 'cron error'),
+    error: (m: string | Error) => l.warn({ err: m }, "cron error"),
     debug: (m: string | Error) => l.trace(String(m)),
   };
 }

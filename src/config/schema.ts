@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { validateDetailed as validateCron } from 'node-cron';
 import * as z from 'zod';
 import { ConfigError } from '../errors.js';
-import { DURATION_EXPECTED, parseDuration } from './duration.js';
+import { DURATION_EXPECTED, formatDuration, parseDuration } from './duration.js';
 import type {
   ClientAuthMethod,
   Config,
@@ -27,6 +27,7 @@ import type {
 
 /** Token names: lower-case, usable as a file name and a Redis key suffix. */
 export const TOKEN_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const TOKEN_NAME_EXPECTED = `token names must match ${TOKEN_NAME_RE.source.slice(1, -1)}`;
 /** Default listen address: loopback only. */
 export const DEFAULT_LISTEN = '127.0.0.1:8477';
 /** Default wall-clock reconcile schedule: every 15 seconds (node-cron, 6 fields). */
@@ -159,6 +160,22 @@ function report(ctx: Ctx, path: Path, message: string): void {
 // is reported in one run; the refinements therefore read the object defensively.
 const ALWAYS = { when: () => true } as const;
 
+/** The value as a plain object, or undefined (then its own type check already complained). */
+function asObj(v: unknown): Obj | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : undefined;
+}
+
+/** Runs a relation check on an object that may be partially parsed, or not an object at all. */
+function relations(check: (ctx: Ctx, o: Obj) => void) {
+  return [
+    (v: unknown, ctx: Ctx): void => {
+      const o = asObj(v);
+      if (o !== undefined) check(ctx, o);
+    },
+    ALWAYS,
+  ] as const;
+}
+
 const nonEmpty = z.string().min(1, 'must not be empty');
 const filePath = z.string().min(1, 'expected a file path');
 
@@ -173,7 +190,8 @@ function num<T extends z.ZodType>(inner: T) {
   );
 }
 
-const port = num(z.number().int('expected a port from 1 to 65535').min(1, 'expected a port from 1 to 65535').max(65_535, 'expected a port from 1 to 65535'));
+const PORT_EXPECTED = 'expected a port from 1 to 65535';
+const port = num(z.number().int(PORT_EXPECTED).min(1, PORT_EXPECTED).max(65_535, PORT_EXPECTED));
 
 /** A duration in ms, bounded to [minMs, maxMs]. */
 function duration(minMs: number, maxMs: number = MAX_TIMER_MS) {
@@ -186,11 +204,13 @@ function duration(minMs: number, maxMs: number = MAX_TIMER_MS) {
       return z.NEVER;
     }
     if (ms < minMs) {
-      ctx.addIssue({ code: 'custom', message: minMs === 1 ? 'expected a duration above 0' : `expected at least ${minMs} ms`, input: undefined });
+      const message = minMs === 1 ? 'expected a duration above 0' : `expected at least ${formatDuration(minMs)}`;
+      ctx.addIssue({ code: 'custom', message, input: undefined });
       return z.NEVER;
     }
     if (ms > maxMs) {
-      ctx.addIssue({ code: 'custom', message: 'expected at most 24d', input: undefined });
+      const message = `expected at most ${maxMs === MAX_TIMER_MS ? '24d' : formatDuration(maxMs)}`;
+      ctx.addIssue({ code: 'custom', message, input: undefined });
       return z.NEVER;
     }
     return ms;
@@ -220,7 +240,7 @@ const httpUrl = z.string().superRefine((s, ctx) => {
 /** RFC 8707 resource indicator: an absolute URI without a fragment. */
 const resourceUri = z.string().superRefine((s, ctx) => {
   const u = parseUrl(s);
-  if (u === undefined || u.hash !== '' || s.includes('#')) report(ctx, [], 'expected an absolute URL without a fragment');
+  if (u === undefined || s.includes('#')) report(ctx, [], 'expected an absolute URL without a fragment');
 });
 
 const redisUrl = z.string().superRefine((s, ctx) => {
@@ -254,7 +274,8 @@ const cron = z.string().superRefine((s, ctx) => {
   const r = validateCron(s);
   if (!r.valid) {
     const detail = r.errors?.[0]?.message;
-    report(ctx, [], `expected a node-cron expression like "${DEFAULT_RECONCILE_CRON}"${detail ? ` (${detail})` : ''}`);
+    const why = detail ? ` (${detail})` : '';
+    report(ctx, [], `expected a node-cron expression like "${DEFAULT_RECONCILE_CRON}"${why}`);
   }
 });
 
@@ -340,7 +361,9 @@ function checkToken(ctx: Ctx, t: Obj): void {
 }
 
 const FILE_KEYS = ['dir', 'mode', 'stateDir'];
-const REDIS_KEYS = ['url', 'prefix', 'password', 'passwordFile', 'encryptionKeyFile', 'sentinels', 'sentinelName', 'cluster', 'lease'];
+const REDIS_KEYS = [
+  'url', 'prefix', 'password', 'passwordFile', 'encryptionKeyFile', 'sentinels', 'sentinelName', 'cluster', 'lease',
+];
 
 function checkStore(ctx: Ctx, s: Obj): void {
   const type = s['type'];
@@ -354,7 +377,9 @@ function checkStore(ctx: Ctx, s: Obj): void {
     const sentinels = present(s, 'sentinels');
     const cluster = present(s, 'cluster');
     if (sentinels && cluster) report(ctx, ['cluster'], 'give sentinels or cluster, not both');
-    if (!present(s, 'url') && !sentinels && !cluster) report(ctx, ['url'], 'required for store type redis (unless sentinels or cluster is given)');
+    if (!present(s, 'url') && !sentinels && !cluster) {
+      report(ctx, ['url'], 'required for store type redis (unless sentinels or cluster is given)');
+    }
     if (sentinels && !present(s, 'sentinelName')) report(ctx, ['sentinelName'], 'required with sentinels');
     if (!sentinels && present(s, 'sentinelName')) report(ctx, ['sentinelName'], 'only used with sentinels');
     oneOf(ctx, s, 'password', 'passwordFile', undefined);
@@ -446,7 +471,7 @@ const tokenSchema = z
     defaultLifetime: duration(1_000).default(DEFAULT_LIFETIME_MS),
     allowInsecureHttp: bool.optional(),
   })
-  .superRefine((t, ctx) => checkToken(ctx, t as Obj), ALWAYS);
+  .superRefine(...relations(checkToken));
 
 const storeSchema = z
   .strictObject({
@@ -464,7 +489,7 @@ const storeSchema = z
     cluster: z.array(hostPort).min(1, 'expected at least one cluster node').optional(),
     lease: duration(1_000).optional(),
   })
-  .superRefine((s, ctx) => checkStore(ctx, s as Obj), ALWAYS);
+  .superRefine(...relations(checkStore));
 
 const AUDIENCE_EXPECTED = 'expected an audience or a non-empty list of audiences';
 const audience = z.unknown().transform((v, ctx) => {
@@ -483,7 +508,7 @@ const introspectionSchema = z
     clientSecretFile: filePath.optional(),
     clientAuth: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
   })
-  .superRefine((i, ctx) => checkIntrospection(ctx, i as Obj), ALWAYS);
+  .superRefine(...relations(checkIntrospection));
 
 const verifyIssuerSchema = z
   .strictObject({
@@ -493,11 +518,11 @@ const verifyIssuerSchema = z
     hmacSecret: nonEmpty.optional(),
     hmacSecretFile: filePath.optional(),
     clockTolerance: duration(0, 86_400_000).default(DEFAULT_CLOCK_TOLERANCE_SEC * 1000),
-    requiredClaims: z.array(nonEmpty).default([]),
+    requiredClaims: z.array(nonEmpty).default(() => []),
     introspection: introspectionSchema.optional(),
     allowInsecureHttp: bool.optional(),
   })
-  .superRefine((v, ctx) => checkVerifyIssuer(ctx, v as Obj), ALWAYS);
+  .superRefine(...relations(checkVerifyIssuer));
 
 const verifySchema = z.strictObject({
   issuers: z.array(verifyIssuerSchema).min(1, 'expected at least one issuer'),
@@ -506,20 +531,16 @@ const verifySchema = z.strictObject({
 /** The configuration file as written, before defaults that depend on other fields are applied. */
 export const configFileSchema = z
   .strictObject({
-    listen: listen.default(parseListen(DEFAULT_LISTEN)),
+    listen: listen.default(() => parseListen(DEFAULT_LISTEN)),
     allowRemote: bool.default(false),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     reconcile: cron.default(DEFAULT_RECONCILE_CRON),
-    store: storeSchema.default({ type: 'memory' }),
-    tokens: z
-      .record(
-        z.string().regex(TOKEN_NAME_RE, `token names must match ${TOKEN_NAME_RE.source.slice(1, -1)}`),
-        tokenSchema,
-      )
-      .optional(),
+    store: storeSchema.default(() => ({ type: 'memory' as const })),
+    // Names are checked in checkConfig, so that a token with a bad name still gets its fields checked.
+    tokens: z.record(z.string(), tokenSchema).optional(),
     verify: verifySchema.optional(),
   })
-  .superRefine((c, ctx) => checkTop(ctx, c as Obj), ALWAYS);
+  .superRefine(...relations(checkTop));
 
 /** The parsed file, before translation into Config. */
 export type ConfigFile = z.output<typeof configFileSchema>;
@@ -688,8 +709,16 @@ export type CheckResult = { ok: true; config: Config } | { ok: false; problems: 
  */
 export function checkConfig(data: unknown): CheckResult {
   const r = configFileSchema.safeParse(data, { error: errorMap });
-  if (!r.success) return { ok: false, problems: toProblems(r.error.issues) };
+  const problems = [...tokenNameProblems(data), ...(r.success ? [] : toProblems(r.error.issues))];
+  if (!r.success || problems.length > 0) return { ok: false, problems };
   return { ok: true, config: toConfig(r.data) };
+}
+
+function tokenNameProblems(data: unknown): ConfigProblem[] {
+  const tokens = asObj(asObj(data)?.['tokens']);
+  return Object.keys(tokens ?? {})
+    .filter((name) => !TOKEN_NAME_RE.test(name))
+    .map((name) => ({ path: formatPath(['tokens', name]), message: TOKEN_NAME_EXPECTED }));
 }
 
 /** Formats problems as `path: message` lines, without duplicates, in the order found. */

@@ -12,22 +12,10 @@ import { TokendError, type ErrorCode } from '../errors.js';
 export type GrantPhase = 'grant' | 'discovery' | 'revocation';
 
 /**
- * OAuth error codes (RFC 6749 §5.2, RFC 8707 §2) that mean "this credential or request will not
- * work": retrying the same request cannot succeed.
+ * OAuth error codes the IdP uses for its own trouble (RFC 6749 §4.1.2.1). Every other OAuth error
+ * in a 4xx answer (invalid_grant, invalid_client, unauthorized_client, unsupported_grant_type,
+ * invalid_scope, invalid_target, access_denied, invalid_request, ...) is permanent.
  */
-export const PERMANENT_OAUTH_ERRORS: ReadonlySet<string> = new Set([
-  'invalid_grant',
-  'invalid_client',
-  'unauthorized_client',
-  'unsupported_grant_type',
-  'invalid_scope',
-  'invalid_target',
-  'access_denied',
-  'invalid_request',
-  'unsupported_token_type',
-]);
-
-/** OAuth error codes the IdP uses for its own trouble (RFC 6749 §4.1.2.1). */
 export const TRANSIENT_OAUTH_ERRORS: ReadonlySet<string> = new Set(['server_error', 'temporarily_unavailable', 'slow_down']);
 
 /** Error codes of node's network stack and undici meaning "could not talk to the IdP". */

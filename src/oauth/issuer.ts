@@ -6,13 +6,14 @@
 import * as client from 'openid-client';
 import type { Clock } from '../clock.js';
 import type { TokenConfig } from '../config/types.js';
+import { TokendError } from '../errors.js';
 import { classifyGrantError } from './classify.js';
 
 /** How long discovered metadata is trusted before it is fetched again (ms). */
 export const METADATA_MAX_AGE_MS = 3_600_000;
 
 /** openid-client's fetch hook type. */
-export type CustomFetch = (url: string, options: client.CustomFetchOptions<string, unknown>) => Promise<Response>;
+export type CustomFetch = client.CustomFetch;
 
 /**
  * A fetch for openid-client that also honours `signal` (the caller's, e.g. shutdown) on top of the
@@ -80,7 +81,9 @@ export function createIssuerResolver(cfg: TokenConfig, deps: { clock: Clock; fet
           if (!isNotFound(err)) throw err;
           value = await discoverOnce('oauth2', signal);
         }
-        if (!value.token_endpoint) throw new client.ClientError('no token_endpoint in metadata', { code: 'OAUTH_INVALID_SERVER_METADATA' });
+        if (!value.token_endpoint) {
+          throw new TokendError('DISCOVERY_FAILED', `token "${cfg.name}": discovery failed: the metadata names no token_endpoint`);
+        }
         cached = { at: deps.clock.now(), value };
         return value;
       } catch (err) {

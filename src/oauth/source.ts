@@ -17,4 +17,10 @@ export interface TokenSource {
   readSeed(): Promise<string | undefined>;
   /** Runs discovery now (for `tokend check`); throws DISCOVERY_FAILED when the IdP is unreachable. */
   discover(signal?: AbortSignal): Promise<{ tokenEndpoint: string; revocationEndpoint?: string | undefined }>;
+  /**
+   * Optional: SHA-256 (hex) over the current credential material (client secret, private key
+   * file, refresh-token seed), read fresh. After a permanent failure the refresher can poll this
+   * and retry once it changes (a rotated Kubernetes Secret). Never throws; missing files hash as such.
+   */
+  credentialFingerprint?(): Promise<string>;
 }

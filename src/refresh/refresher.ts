@@ -10,17 +10,14 @@ import { Backoff, type BackoffBounds } from './backoff.js';
 import type { RefreshObserver, RefreshResult, TokenHandle, TokenStatus } from './handle.js';
 import { decideWhenStoreDown, isUsable, refreshDueAt } from './policy.js';
 
-/**
- * A TokenSource that can also fingerprint its credentials (e.g. sha256 of the client secret or
- * private key file). Optional: when present, a permanent failure is retried as soon as the
- * fingerprint changes (a new Kubernetes Secret was mounted); otherwise only the seed is watched.
- */
-export type FingerprintingSource = TokenSource & { credentialFingerprint?: () => Promise<string> };
-
 /** Dependencies of a {@link Refresher}. */
 export interface RefresherDeps {
   readonly config: TokenConfig;
-  readonly source: FingerprintingSource;
+  /**
+   * The grant. When it implements the optional credentialFingerprint(), a permanent failure is
+   * retried as soon as the fingerprint changes (a new Kubernetes Secret); otherwise only the seed is watched.
+   */
+  readonly source: TokenSource;
   readonly store: TokenStore;
   readonly clock: Clock;
   /** Uniform random in [0, 1), for refresh jitter and backoff. */
@@ -76,7 +73,7 @@ interface AttemptOptions {
 export class Refresher implements TokenHandle {
   readonly name: string;
   private readonly config: TokenConfig;
-  private readonly source: FingerprintingSource;
+  private readonly source: TokenSource;
   private readonly store: TokenStore;
   private readonly shared: SharedStore | undefined;
   private readonly clock: Clock;
@@ -115,12 +112,16 @@ export class Refresher implements TokenHandle {
   private attemptStartedAt = 0;
   private permanent: PermanentFailure | undefined;
   private started = false;
+  /** Set while start() reads the stored state: callers wait for it rather than grant. */
+  private loading: Promise<boolean> | undefined;
   private stopped = false;
   private revoked = false;
   private reconciling = false;
   private unwatch: (() => void) | undefined;
   private readonly commitWaiters = new Set<() => void>();
   private readonly writes = new Set<Promise<unknown>>();
+  /** Tail of the serialized refresh-token writes. */
+  private refreshTokenWrites: Promise<void> = Promise.resolve();
 
   constructor(deps: RefresherDeps) {
     this.config = deps.config;
@@ -147,7 +148,20 @@ export class Refresher implements TokenHandle {
     if (this.started) return;
     this.started = true;
     if (this.shared) this.unwatch = this.shared.watch(this.name, (state) => this.onCommitted(state));
+    const loading = this.loadStored();
+    this.loading = loading;
+    let needGrant: boolean;
+    try {
+      needGrant = await loading;
+    } finally {
+      this.loading = undefined;
+    }
+    // Runs in the same microtask as the callers' continuations would, so they join this attempt.
+    if (needGrant && !this.stopped) await this.refresh({ needTtlMs: 0 });
+  }
 
+  /** Reads the seed and the stored state; true when a grant is needed now. Never rejects. */
+  private async loadStored(): Promise<boolean> {
     const creds = await this.readCredentials();
     this.seedHash = creds.seedHash;
     let state: StoredState = {};
@@ -155,9 +169,9 @@ export class Refresher implements TokenHandle {
       state = await this.store.load(this.name);
       this.stateLoaded = true;
     } catch (err) {
-      this.log.warn({ event: EVENTS.refreshFailed, error: errorSummary(err), attempt: 0 }, 'could not load stored state');
+      this.log.warn({ event: EVENTS.refreshFailed, error: errorSummary(err), attempt: 0, retry_in_ms: 0 }, 'could not load the stored state');
     }
-    if (this.stopped) return;
+    if (this.stopped) return false;
     if (state.refreshToken !== undefined) {
       this.refreshToken = state.refreshToken;
       this.refreshTokenSeedHash = state.seedHash;
@@ -168,10 +182,10 @@ export class Refresher implements TokenHandle {
       // A new seed means a new credential: refresh with it now, serving the stored token meanwhile.
       if (!seedChanged) {
         this.scheduleRefreshOf(state.access);
-        return;
+        return false;
       }
     }
-    await this.refresh({ needTtlMs: 0 });
+    return true;
   }
 
   /** Cancels timers, aborts sleeps and grants in flight, waits for in-flight store writes. */
@@ -276,6 +290,10 @@ export class Refresher implements TokenHandle {
     const t = this.current();
     if (t !== undefined && t.expiresAt - now > minTtlMs) return t;
     signal?.throwIfAborted();
+    if (this.loading) {
+      await (signal ? raceAbort(this.loading, signal) : this.loading);
+      return this.ensureFresh(minTtlMs, signal);
+    }
     let pending = this.inflight;
     if (pending === undefined) {
       if (this.stopped || this.revoked || this.permanent !== undefined || !this.started) return this.orUnavailable(t);
@@ -349,8 +367,9 @@ export class Refresher implements TokenHandle {
       this.permanent = { reason: permanent, fingerprint: creds?.fingerprint ?? '' };
       this.nextAttemptAt = undefined;
       this.observe('permanent_error', startedAt);
+      // Still a token.refresh_failed (operators tail that one event), marked permanent, with no retry.
       this.log.error(
-        { event: EVENTS.permanentFailure, error: errorSummary(err), reason: permanent },
+        { event: EVENTS.refreshFailed, error: errorSummary(err), attempt: this.backoff.attempt + 1, retry_in_ms: null, permanent: true, reason: permanent },
         'the IdP refused the credential; not retrying until the secret or seed changes',
       );
       return;
@@ -370,6 +389,7 @@ export class Refresher implements TokenHandle {
   private async attemptLocal(creds: Credentials): Promise<RefreshResult> {
     let rt: string | undefined;
     let seedHash: string | undefined;
+    let seedWon = false;
     if (this.config.grant === 'refresh_token') {
       if (!this.stateLoaded) {
         // Without the stored state we do not know whether the seed was already rotated away:
@@ -381,13 +401,14 @@ export class Refresher implements TokenHandle {
           this.refreshTokenSeedHash = state.seedHash;
         }
       }
-      if (this.refreshTokenUnsaved) await this.persistRefreshToken();
       ({ rt, seedHash } = this.pickRefreshToken(this.refreshToken, this.refreshTokenSeedHash, creds));
       if (rt !== this.refreshToken) {
-        // The seed won (new Secret): the in-memory chain is abandoned.
+        // The seed won (new Secret): the old chain is abandoned; the store learns the new seedHash
+        // with the first successful grant.
         this.refreshToken = rt;
         this.refreshTokenSeedHash = seedHash;
         this.refreshTokenUnsaved = false;
+        seedWon = true;
       }
     }
     const result = await this.obtain(rt, this.abort.signal);
@@ -397,8 +418,10 @@ export class Refresher implements TokenHandle {
       this.refreshToken = result.refreshToken;
       this.refreshTokenSeedHash = seedHash;
       this.refreshTokenUnsaved = true;
-      await this.persistRefreshToken();
+    } else if (seedWon) {
+      this.refreshTokenUnsaved = true;
     }
+    if (this.refreshTokenUnsaved) await this.persistRefreshToken();
     this.publish(result.token, 'grant');
     this.track(
       this.store.saveAccessToken(this.name, result.token).catch((err: unknown) => {
@@ -408,21 +431,29 @@ export class Refresher implements TokenHandle {
     return 'success';
   }
 
-  /** Saves the in-memory refresh token durably; on failure keeps it in memory and says so. */
-  private async persistRefreshToken(): Promise<void> {
-    const rt = this.refreshToken;
-    if (rt === undefined) return;
-    const write = this.store.saveRefreshToken(this.name, rt, this.refreshTokenSeedHash);
-    this.track(write.catch(() => undefined));
-    try {
-      await write;
-      if (this.refreshToken === rt) this.refreshTokenUnsaved = false;
-    } catch (err) {
-      this.log.error(
-        { event: EVENTS.storeFailed, error: errorSummary(err), what: 'refresh_token' },
-        'could not save the rotated refresh token; keeping it in memory and retrying',
-      );
-    }
+  /**
+   * Saves the held refresh token durably; on failure keeps it in memory and says so (the next
+   * attempt or reconcile tries again). Writes are serialized and each writes the newest token at
+   * the time it runs, so a slow retry can never put a consumed token back after a newer one.
+   */
+  private persistRefreshToken(): Promise<void> {
+    const run = async (): Promise<void> => {
+      const rt = this.refreshToken;
+      if (rt === undefined || !this.refreshTokenUnsaved) return;
+      try {
+        await this.store.saveRefreshToken(this.name, rt, this.refreshTokenSeedHash);
+        if (this.refreshToken === rt) this.refreshTokenUnsaved = false;
+      } catch (err) {
+        this.log.error(
+          { event: EVENTS.storeFailed, error: errorSummary(err), what: 'refresh_token' },
+          'could not save the rotated refresh token; keeping it in memory and retrying',
+        );
+      }
+    };
+    const next = this.refreshTokenWrites.then(run);
+    this.refreshTokenWrites = next;
+    this.track(next);
+    return next;
   }
 
   // ---------------------------------------------------------------- shared store
@@ -566,6 +597,7 @@ export class Refresher implements TokenHandle {
       };
       const onAbort = (): void => {
         done();
+        timerController.abort();
         reject(signal.reason);
       };
       const timerController = new AbortController();
@@ -581,14 +613,13 @@ export class Refresher implements TokenHandle {
   private async obtain(rt: string | undefined, signal: AbortSignal): Promise<GrantResult> {
     if (this.config.grant === 'refresh_token') {
       if (rt === undefined) {
-        throw new TokendError('GRANT_PERMANENT', `token ${this.name}: no refresh token (refreshTokenFile / refreshToken) is available`, {
-          oauthError: 'no_refresh_token',
-        });
+        throw localRefusal(`token ${this.name}: no refresh token (refreshTokenFile / refreshToken) is available`, 'no refresh token');
       }
       if (this.consumed.has(secretHash(rt))) {
-        throw new TokendError('GRANT_PERMANENT', `token ${this.name}: the only refresh token available was already rotated away`, {
-          oauthError: 'refresh_token_consumed',
-        });
+        throw localRefusal(
+          `token ${this.name}: the only refresh token available was already used and rotated away`,
+          'refresh token already used',
+        );
       }
     }
     const result = await this.source.obtain(rt, signal);
@@ -750,9 +781,19 @@ export class Refresher implements TokenHandle {
   }
 }
 
-/** 'permanent failure: <oauth error or code>' for errors retrying cannot fix, else undefined. */
+// Reasons for permanent failures tokend decides itself (no IdP `error` value to report).
+const localReasons = new WeakMap<TokendError, string>();
+
+/** A GRANT_PERMANENT raised without asking the IdP, e.g. when there is no refresh token to present. */
+function localRefusal(message: string, reason: string): TokendError {
+  const err = new TokendError('GRANT_PERMANENT', message);
+  localReasons.set(err, reason);
+  return err;
+}
+
+/** 'permanent failure: <oauth error or cause>' for errors retrying cannot fix, else undefined. */
 export function permanentReason(err: unknown): string | undefined {
-  if (hasCode(err, 'GRANT_PERMANENT')) return `permanent failure: ${err.oauthError ?? 'grant_refused'}`;
+  if (hasCode(err, 'GRANT_PERMANENT')) return `permanent failure: ${err.oauthError ?? localReasons.get(err) ?? 'grant refused'}`;
   if (hasCode(err, 'CONFIG_INVALID')) return 'permanent failure: config_invalid';
   return undefined;
 }

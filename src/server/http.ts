@@ -77,6 +77,8 @@ export interface TokenServer {
 
 /** A token name as the config allows it; anything else is 404 without being echoed. */
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+/** A token is served only while at least this much of its life remains (ms). */
+export const MIN_SERVED_VALIDITY_MS = 1_000;
 const MIN_TTL_RE = /^[0-9]{1,5}$/;
 const MAX_MIN_TTL_S = 86_400;
 /** Largest body read (and discarded) from a request that should have none, in bytes. */
@@ -214,29 +216,37 @@ function prefersText(accept: string): boolean {
   return j < 0 || t < j;
 }
 
+/**
+ * Case-insensitive equality with a lower-case ASCII name, without allocating a lowered copy.
+ * `| 0x20` lowers letters and leaves '-' and digits alone; the only other byte it maps onto
+ * '-' is CR, which the parser never lets into a header name.
+ */
+function isName(k: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((k.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
 function scanHeaders(raw: readonly string[]): number {
   let f = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i] as string;
     // Compare lengths first so most headers cost one integer comparison.
     switch (k.length) {
-      case 14: {
-        const l = k.toLowerCase();
-        if (l === 'tokend-request') f |= raw[i + 1] === '1' ? F_TOKEND_OK : F_TOKEND_BAD;
-        else if (l === 'content-length' && raw[i + 1] !== '0') f |= F_BODY;
+      case 14:
+        if (isName(k, 'tokend-request')) f |= raw[i + 1] === '1' ? F_TOKEND_OK : F_TOKEND_BAD;
+        else if (isName(k, 'content-length') && raw[i + 1] !== '0') f |= F_BODY;
         break;
-      }
       case 15:
-        if (k.toLowerCase() === 'x-forwarded-for') f |= F_FORWARDED;
+        if (isName(k, 'x-forwarded-for')) f |= F_FORWARDED;
         break;
       case 9:
-        if (k.toLowerCase() === 'forwarded') f |= F_FORWARDED;
+        if (isName(k, 'forwarded')) f |= F_FORWARDED;
         break;
       case 6:
-        if (k.toLowerCase() === 'accept' && prefersText(raw[i + 1] as string)) f |= F_TEXT;
+        if (isName(k, 'accept') && prefersText(raw[i + 1] as string)) f |= F_TEXT;
         break;
       case 17:
-        if (k.toLowerCase() === 'transfer-encoding') f |= F_BODY;
+        if (isName(k, 'transfer-encoding')) f |= F_BODY;
         break;
     }
   }
@@ -281,6 +291,7 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
   const closeGraceMs = opts.closeGraceMs ?? 1_000;
   const verifyTimeoutMs = opts.verifyTimeoutMs ?? 10_000;
   const entries = new Map<string, TokenEntry>();
+  const byPath = new Map<string, TokenEntry>();
   let closing = false;
 
   const entryFor = (name: string): TokenEntry | undefined => {
@@ -307,7 +318,9 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
   };
 
   const sendUnavailable = (res: http.ServerResponse, entry: TokenEntry): void => {
-    const retryAfter = Math.max(1, Math.ceil(entry.handle.retryAfterMs() / 1000));
+    const ms = entry.handle.retryAfterMs();
+    // RFC 9110 §10.2.3: delay-seconds is a non-negative integer; never tell a client to hammer us.
+    const retryAfter = Number.isFinite(ms) ? Math.max(1, Math.ceil(ms / 1000)) : 1;
     send(
       res,
       503,
@@ -328,8 +341,9 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
   const sendToken = (res: http.ServerResponse, entry: TokenEntry, token: AccessToken | undefined, text: boolean): void => {
     const now = clock.now();
     // The handle promises a valid token; checking again here costs one comparison and makes
-    // "never an expired token" this function's own guarantee.
-    if (token === undefined || token.expiresAt <= now) return sendUnavailable(res, entry);
+    // "never an expired token" this function's own guarantee. A token with under a second left
+    // would expire in the caller's hands (and read as expires_in 0), so it counts as expired.
+    if (token === undefined || token.expiresAt - now < MIN_SERVED_VALIDITY_MS) return sendUnavailable(res, entry);
     if (text) {
       if (entry.token !== token) refreshEntry(entry, token, Math.floor((token.expiresAt - now) / 1000));
       return send(res, 200, entry.textHeaders, entry.text);
@@ -341,13 +355,21 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
 
   const serveToken = (req: http.IncomingMessage, res: http.ServerResponse, url: string, flags: number): void => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendFixed(res, R_GET_ONLY);
+    const text = (flags & F_TEXT) !== 0;
+    // The common request, a known name without a query, is one Map lookup on the whole URL.
+    const known = byPath.get(url);
+    if (known !== undefined) return sendToken(res, known, known.handle.current(), text);
     const q = url.indexOf('?', TOKEN_PREFIX.length);
     const name = q < 0 ? url.slice(TOKEN_PREFIX.length) : url.slice(TOKEN_PREFIX.length, q);
     if (!NAME_RE.test(name)) return sendFixed(res, R_UNKNOWN_TOKEN);
     const entry = entryFor(name);
     if (entry === undefined) return sendFixed(res, R_UNKNOWN_TOKEN);
-    const text = (flags & F_TEXT) !== 0;
-    const minTtl = q < 0 ? undefined : parseMinTtl(url.slice(q + 1));
+    if (q < 0) {
+      // Only configured names get here, so the map stays as small as the config.
+      byPath.set(url, entry);
+      return sendToken(res, entry, entry.handle.current(), text);
+    }
+    const minTtl = parseMinTtl(url.slice(q + 1));
     if (minTtl === undefined) return sendToken(res, entry, entry.handle.current(), text);
     if (Number.isNaN(minTtl)) return sendFixed(res, R_BAD_MIN_TTL);
 
@@ -507,44 +529,46 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
   let listening = false;
   let closed: Promise<void> | undefined;
 
-  return {
-    async listen(addr: ListenAddress): Promise<string> {
-      if (addr.kind === 'unix') {
-        await removeStaleSocket(addr.path);
-        await listenOn(server, { path: addr.path });
-        listening = true;
+  const close = (): Promise<void> => {
+    closed ??= new Promise<void>((resolve) => {
+      closing = true;
+      if (!listening) return resolve();
+      const grace = setTimeout(() => server.closeAllConnections(), closeGraceMs);
+      grace.unref();
+      server.close(() => {
+        clearTimeout(grace);
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+    return closed;
+  };
+
+  const listen = async (addr: ListenAddress): Promise<string> => {
+    if (addr.kind === 'unix') {
+      await removeStaleSocket(addr.path);
+      await listenOn(server, { path: addr.path });
+      listening = true;
+      try {
         // Group access lets another container's user (same fsGroup) reach a shared socket.
         await fs.chmod(addr.path, 0o660);
-        return `unix:${addr.path}`;
+      } catch (err) {
+        await close();
+        throw err;
       }
-      await listenOn(server, { host: addr.host, port: addr.port });
-      listening = true;
-      if (!isLoopbackHost(addr.host)) {
-        logger.warn(
-          { host: addr.host },
-          'listening on a non-loopback address: anything that can reach it can ask for tokens',
-        );
-      }
-      const bound = server.address() as net.AddressInfo;
-      const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-      return `http://${host}:${bound.port}`;
-    },
-
-    close(): Promise<void> {
-      closed ??= new Promise<void>((resolve) => {
-        closing = true;
-        if (!listening) return resolve();
-        const grace = setTimeout(() => server.closeAllConnections(), closeGraceMs);
-        grace.unref();
-        server.close(() => {
-          clearTimeout(grace);
-          resolve();
-        });
-        server.closeIdleConnections();
-      });
-      return closed;
-    },
+      return `unix:${addr.path}`;
+    }
+    await listenOn(server, { host: addr.host, port: addr.port });
+    listening = true;
+    if (!isLoopbackHost(addr.host)) {
+      logger.warn({ host: addr.host }, 'listening on a non-loopback address: anything that can reach it can ask for tokens');
+    }
+    const bound = server.address() as net.AddressInfo;
+    const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+    return `http://${host}:${bound.port}`;
   };
+
+  return { listen, close };
 }
 
 function listenOn(server: http.Server, options: net.ListenOptions): Promise<void> {

@@ -2,11 +2,14 @@ import * as oidc from 'openid-client';
 import {
   createRemoteJWKSet,
   customFetch as joseCustomFetch,
-  decodeJwt,
   errors as joseErrors,
   jwtVerify,
+  type CryptoKey,
+  type JWK,
+  type JWSHeaderParameters,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
+  type KeyObject,
 } from 'jose';
 import type { Clock } from '../clock.js';
 import type { SecretSource, VerifyConfig, VerifyIssuerConfig } from '../config/types.js';
@@ -68,10 +71,16 @@ export interface VerifierDeps {
 
 interface Discovered {
   readonly config: oidc.Configuration;
-  /** Resolves the verification key of a JWS from the issuer's JWKS; undefined without jwks_uri. */
-  readonly remoteKeys: JWTVerifyGetKey | undefined;
+  /** Whether the issuer publishes a usable jwks_uri. */
+  readonly hasJwks: boolean;
+  /** The key for this header if it is already known (no I/O, no promise), else undefined. */
+  readonly knownKey: (header: JWSHeaderParameters) => VerificationKey | undefined;
+  /** Resolves the key of a JWS: the HMAC secret for HS*, else from the JWKS (may fetch it). Built once. */
+  readonly getKey: JWTVerifyGetKey;
   readonly canIntrospect: boolean;
 }
+
+type VerificationKey = CryptoKey | KeyObject | JWK | Uint8Array;
 
 interface IssuerState {
   readonly cfg: VerifyIssuerConfig;
@@ -80,13 +89,20 @@ interface IssuerState {
   readonly verifyOptions: JWTVerifyOptions;
   readonly acceptsHmac: boolean;
   discovered: Promise<Discovered> | undefined;
+  /** The settled value of `discovered`, so the hot path need not await a promise. */
+  ready: Discovered | undefined;
   /** Injected-clock ms before which discovery is not retried after a failure. */
   retryDiscoveryAt: number;
   hmacKey: Promise<Uint8Array> | undefined;
+  /** The settled value of hmacKey. */
+  hmacBytes: Uint8Array | undefined;
   lastWarnAt: number;
 }
 
 const WARN_INTERVAL_MS = 10_000;
+
+/** Bound on remembered (alg, kid) → key resolutions per issuer; only keys the JWKS really holds get in. */
+const KNOWN_KEYS_MAX = 64;
 
 /**
  * Builds the verifier of incoming bearer tokens. Nothing is fetched until the first token of an
@@ -136,11 +152,17 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
         new TokendError('GRANT_TRANSIENT', `verify: discovery of issuer ${state.cfg.issuer} failed recently; not retried yet`),
       );
     }
-    const pending = runDiscovery(state).catch((err: unknown) => {
-      if (state.discovered === pending) state.discovered = undefined;
-      state.retryDiscoveryAt = clock.now() + discoveryRetryMs;
-      throw unavailable(state, 'discovery', err);
-    });
+    const pending = runDiscovery(state).then(
+      (d) => {
+        if (state.discovered === pending) state.ready = d;
+        return d;
+      },
+      (err: unknown) => {
+        if (state.discovered === pending) state.discovered = undefined;
+        state.retryDiscoveryAt = clock.now() + discoveryRetryMs;
+        throw unavailable(state, 'discovery', err);
+      },
+    );
     state.discovered = pending;
     return pending;
   }
@@ -159,40 +181,73 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     // Discovery needs a client_id even when tokend only reads the metadata (no introspection).
     const config = await oidc.discovery(new URL(ic.issuer), ix?.clientId ?? 'tokend-verifier', undefined, clientAuth, options);
     const meta = config.serverMetadata();
-    let remoteKeys: JWTVerifyGetKey | undefined;
+    let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
     if (typeof meta.jwks_uri === 'string') {
       const jwksUrl = new URL(meta.jwks_uri);
       if (jwksUrl.protocol === 'https:' || ic.allowInsecureHttp) {
-        const jwks = createRemoteJWKSet(jwksUrl, {
+        jwks = createRemoteJWKSet(jwksUrl, {
           cooldownDuration: cooldownMs,
           cacheMaxAge: cacheMaxAgeMs,
           timeoutDuration: timeoutMs,
           ...(deps.fetch ? { [joseCustomFetch]: deps.fetch } : {}),
         });
-        remoteKeys = async (header, token) => {
-          try {
-            return await jwks(header, token);
-          } catch (err) {
-            // Only "no such key" says something about the token; a failed fetch is an outage.
-            if (reasonForJoseError(err) !== undefined) throw err;
-            throw unavailable(state, 'JWKS fetch', err);
-          }
-        };
       }
     }
     const canIntrospect = ix !== undefined && typeof meta.introspection_endpoint === 'string';
     logger.info(
-      { event: VERIFY_EVENTS.discovered, issuer: ic.issuer, jwks: remoteKeys !== undefined, introspection: canIntrospect },
+      { event: VERIFY_EVENTS.discovered, issuer: ic.issuer, jwks: jwks !== undefined, introspection: canIntrospect },
       'trusted issuer discovered',
     );
-    return { config, remoteKeys, canIntrospect };
+    return { config, hasJwks: jwks !== undefined, canIntrospect, ...keyLookup(state, jwks) };
+  }
+
+  /**
+   * Key lookup for one issuer. jose's remote JWKS set stays the source of truth (caching, cooldown
+   * on unknown kids, refetch when stale); in front of it, the keys it resolved are remembered per
+   * (alg, kid) so a verification with a known key needs no further promise. The memory is dropped
+   * whenever jose may fetch (on every miss, and once its copy is stale), and nothing resolved while
+   * a fetch is pending is remembered, so a key the IdP removed is never kept longer than jose keeps it.
+   */
+  function keyLookup(
+    state: IssuerState,
+    jwks: ReturnType<typeof createRemoteJWKSet> | undefined,
+  ): Pick<Discovered, 'knownKey' | 'getKey'> {
+    const known = new Map<string, VerificationKey>();
+    const onKeyError = (err: unknown): never => {
+      // Only "no such key" says something about the token; a failed fetch is an outage.
+      if (reasonForJoseError(err) !== undefined) throw err;
+      throw unavailable(state, 'JWKS fetch', err);
+    };
+    return {
+      knownKey(header) {
+        if (header.alg?.startsWith('HS')) return state.hmacBytes;
+        if (!jwks?.fresh) return undefined;
+        return known.get(`${header.alg} ${header.kid}`);
+      },
+      getKey(header, token) {
+        // jose has already refused any alg outside the allowed list, so HS* here means a secret is configured.
+        if (header.alg.startsWith('HS')) return hmacKey(state);
+        // No jwks_uri: no asymmetric key is known for this issuer.
+        if (!jwks) throw new joseErrors.JWKSNoMatchingKey();
+        known.clear();
+        const id = `${header.alg} ${header.kid}`;
+        return jwks(header, token).then((key) => {
+          if (!jwks.reloading && known.size < KNOWN_KEYS_MAX) known.set(id, key);
+          return key;
+        }, onKeyError);
+      },
+    };
   }
 
   function hmacKey(state: IssuerState): Promise<Uint8Array> {
     const source = state.cfg.hmacSecret;
     if (!source) return Promise.reject(new TokendError('CONFIG_INVALID', 'verify: no hmacSecret configured'));
     if (state.hmacKey) return state.hmacKey;
-    const pending = readSecret(source, `verify.issuers[${state.index}].hmacSecret`).then((s: string) => new TextEncoder().encode(s));
+    const pending = readSecret(source, `verify.issuers[${state.index}].hmacSecret`).then((s: string) => {
+      const bytes = new TextEncoder().encode(s);
+      if (state.hmacKey === pending) state.hmacBytes = bytes;
+      return bytes;
+    });
     pending.catch(() => {
       if (state.hmacKey === pending) state.hmacKey = undefined;
     });
@@ -200,31 +255,28 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     return pending;
   }
 
-  async function verifyJwt(token: string): Promise<VerifyOutcome> {
-    let iss: unknown;
-    try {
-      iss = decodeJwt(token).iss;
-    } catch {
-      return reject('malformed');
-    }
+  async function verifyJwt(token: string, signal: AbortSignal | undefined): Promise<VerifyOutcome> {
+    const peeked = peekJwt(token);
+    if (!peeked) return reject('malformed');
+    const { header, payload: unverified } = peeked;
+    const iss = unverified.iss;
     const state = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
     if (!state) return reject('issuer');
-    const discovered = await discover(state);
-    if (!discovered.remoteKeys && !state.acceptsHmac) {
-      if (discovered.canIntrospect) return introspectCached(token, [state]);
+    const discovered = state.ready ?? (await abortable(discover(state), signal));
+    if (!discovered.hasJwks && !state.acceptsHmac) {
+      if (discovered.canIntrospect) return abortable(introspectCached(token, [state]), signal);
       return reject('malformed', state.cfg.issuer);
     }
-    const getKey: JWTVerifyGetKey = (header, tok) => {
-      // jose has already refused any alg outside verifyOptions.algorithms, so HS* here means a secret is configured.
-      if (header.alg.startsWith('HS')) return hmacKey(state);
-      // No jwks_uri: no asymmetric key is known for this issuer.
-      if (!discovered.remoteKeys) throw new joseErrors.JWKSNoMatchingKey();
-      return discovered.remoteKeys(header, tok);
-    };
+    const options = { ...state.verifyOptions, currentDate: new Date(clock.now()) };
+    // The hot path: a key already resolved means no I/O, so nothing to abort either.
+    const key = discovered.knownKey(header);
     try {
-      const { payload } = await jwtVerify(token, getKey, { ...state.verifyOptions, currentDate: new Date(clock.now()) });
+      const { payload } = await (key
+        ? jwtVerify(token, key, options)
+        : abortable(jwtVerify(token, discovered.getKey, options), signal));
       return { active: true, issuer: state.cfg.issuer, claims: payload as Record<string, unknown> };
     } catch (err) {
+      if (signal?.aborted && err === signal.reason) throw err;
       const reason = reasonForJoseError(err);
       if (reason === undefined) throw err;
       return reject(reason, state.cfg.issuer);
@@ -266,7 +318,8 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
         if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
           // Our own client was refused (e.g. a rotated secret): forget the configuration so the
           // secret is read again on the next request.
-          if (state.discovered) state.discovered = undefined;
+          state.discovered = undefined;
+          state.ready = undefined;
           throw unavailable(state, 'introspection', err, 'GRANT_PERMANENT');
         }
         throw unavailable(state, 'introspection', err);
@@ -278,30 +331,55 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     return { outcome: { active: false, reason: asked ? 'inactive' : 'malformed' } };
   }
 
-  async function verifyToken(bearer: string): Promise<VerifyOutcome> {
-    if (typeof bearer !== 'string' || bearer.length === 0 || bearer.length > MAX_TOKEN_LENGTH || !B64TOKEN.test(bearer)) {
-      return reject('malformed');
+  function verifyToken(bearer: string, signal: AbortSignal | undefined): Promise<VerifyOutcome> {
+    if (typeof bearer !== 'string' || bearer.length === 0 || bearer.length > MAX_TOKEN_LENGTH) {
+      return Promise.resolve(reject('malformed'));
     }
-    if (COMPACT_JWS.test(bearer)) return verifyJwt(bearer);
-    if (introspectors.length === 0) return reject('malformed');
-    return introspectCached(bearer, introspectors);
+    // A compact JWS is also a valid b64token, so the stricter test runs first.
+    if (COMPACT_JWS.test(bearer)) return verifyJwt(bearer, signal);
+    if (!B64TOKEN.test(bearer) || introspectors.length === 0) return Promise.resolve(reject('malformed'));
+    return abortable(introspectCached(bearer, introspectors), signal);
   }
 
   return {
     verify(bearer, signal) {
-      if (!signal) return verifyToken(bearer);
-      if (signal.aborted) return Promise.reject(signal.reason);
-      return raceAbort(verifyToken(bearer), signal);
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      return verifyToken(bearer, signal);
     },
     async close() {
       inflight.clear();
       await cache.clear();
       for (const s of states) {
         s.discovered = undefined;
+        s.ready = undefined;
         s.hmacKey = undefined;
+        s.hmacBytes = undefined;
       }
     },
   };
+}
+
+/**
+ * Decodes a compact JWS's protected header and payload WITHOUT verifying anything, to route the
+ * token to its issuer and look up its key. Undefined unless both are JSON objects. Callers have
+ * checked the base64url alphabet already; Buffer's decoder is several times faster than jose's.
+ */
+export function peekJwt(token: string): { header: JWSHeaderParameters; payload: Record<string, unknown> } | undefined {
+  const dot1 = token.indexOf('.');
+  const dot2 = token.indexOf('.', dot1 + 1);
+  if (dot1 < 1 || dot2 < 0) return undefined;
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, dot1), 'base64url').toString('utf8'));
+    const payload: unknown = JSON.parse(Buffer.from(token.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
+    if (!isPlainObject(header) || !isPlainObject(payload)) return undefined;
+    return { header: header as JWSHeaderParameters, payload };
+  } catch {
+    return undefined;
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Validates one issuer's settings and precomputes its jwtVerify options (done once, not per call). */
@@ -341,8 +419,10 @@ function issuerState(ic: VerifyIssuerConfig, index: number): IssuerState {
     },
     acceptsHmac: algorithms.some((a) => a.startsWith('HS')),
     discovered: undefined,
+    ready: undefined,
     retryDiscoveryAt: 0,
     hmacKey: undefined,
+    hmacBytes: undefined,
     lastWarnAt: -Infinity,
   };
 }
@@ -357,8 +437,13 @@ function oauthErrorOf(err: unknown): string | undefined {
   return typeof e === 'string' ? e : undefined;
 }
 
-/** Settles like p, or rejects with signal.reason as soon as signal aborts. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+/** Settles like p, or rejects with signal.reason as soon as signal aborts (p is then left to settle unobserved). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });

@@ -61,9 +61,12 @@ describe('tokend command line', () => {
     const r1 = await runCli(['run', '--config', missing]);
     expect(r1.code).toBe(2);
     expect(r1.stderr).toContain('tokens.orders.clientSecretFile');
-    const r2 = await runCli(['run', '--config', config()], { env: { ORDERS_SECRET: '' } });
+    const r2 = await runCli(['run', '--config', config()]);
     expect(r2.code).toBe(2);
     expect(r2.stderr).toContain('ORDERS_SECRET');
+    const r3 = await runCli(['run', '--config', config()], { env: { ORDERS_SECRET: '' } });
+    expect(r3.code).toBe(2);
+    expect(r3.stderr).toContain('tokens.orders.clientSecret');
   });
 
   it('run: takes --config from TOKEND_CONFIG, --listen overrides the file, and SIGTERM stops it with exit 0 promptly', async () => {

@@ -36,11 +36,11 @@ describe('tokend run against a real identity provider', () => {
     const file = `${w.tokensDir}/orders`;
     await until(() => {
       try {
-        return readFileSync(file, 'utf8') === body.access_token;
+        return readFileSync(file, 'utf8') === body.access_token && readFileSync(`${file}.json`, 'utf8').includes(body.access_token as string);
       } catch {
         return false;
       }
-    }, 'token file');
+    }, 'token files');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as Record<string, unknown>;
     expect(meta.access_token).toBe(body.access_token);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,22 @@ export interface RedisHandle {
   flushall(): Promise<void>;
   /** A plain ioredis client for inspecting keys; closed by stop(). */
   client(): Redis;
+  /** SIGSTOP: the server keeps its connections open but answers nothing (a hung Redis). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+}
+
+/** Options of startRedis. */
+export interface StartRedisOptions {
+  /** Sets `requirepass`; url() stays without it, client() and flushall() use it. */
+  readonly password?: string;
+  /**
+   * A one-node Redis Cluster owning all 16384 slots (enough to exercise ioredis's Cluster client:
+   * MOVED handling aside, the protocol and the same-slot rule for scripts are the same). The node
+   * announces 127.0.0.1: alone, it never learns its own address from a peer.
+   */
+  readonly cluster?: boolean;
 }
 
 const READY_TIMEOUT_MS = 5_000;
@@ -36,7 +52,7 @@ function freePort(): Promise<number> {
   });
 }
 
-/** One raw PING over TCP; resolves true on +PONG. */
+/** One raw PING over TCP; resolves true on +PONG (or NOAUTH: alive, but wants a password). */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1');
@@ -50,7 +66,7 @@ function ping(port: number): Promise<boolean> {
     sock.once('connect', () => sock.write('PING\r\n'));
     sock.on('data', (d) => {
       buf += d.toString('latin1');
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
     });
   });
 }
@@ -64,7 +80,7 @@ function waitExit(proc: ChildProcess): Promise<void> {
  * Starts one process on `port` and resolves once it answers PING. Rejects with the server's
  * output if it exits first (EADDRINUSE when another process took the port in between).
  */
-async function spawnServer(port: number, dir: string): Promise<ChildProcess> {
+async function spawnServer(port: number, dir: string, extra: readonly string[]): Promise<ChildProcess> {
   const args = [
     '--port', String(port),
     '--bind', '127.0.0.1',
@@ -74,7 +90,12 @@ async function spawnServer(port: number, dir: string): Promise<ChildProcess> {
     '--dir', dir,
     '--daemonize', 'no',
     '--loglevel', 'warning',
+    ...extra,
   ];
+  return spawnAndPing(args, port, dir);
+}
+
+async function spawnAndPing(args: readonly string[], port: number, dir: string): Promise<ChildProcess> {
   const proc = spawn('redis-server', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
@@ -100,14 +121,19 @@ async function spawnServer(port: number, dir: string): Promise<ChildProcess> {
  * Starts a private, empty redis-server (no persistence, loopback only) on a free port in a temp
  * directory. Requires `redis-server` on PATH.
  */
-export async function startRedis(): Promise<RedisHandle> {
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHandle> {
+  const password = opts.password;
   const dir = await mkdtemp(join(tmpdir(), 'tokend-redis-'));
+  const extra = [
+    ...(password ? ['--requirepass', password] : []),
+    ...(opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1'] : []),
+  ];
   let proc: ChildProcess | undefined;
   let port = 0;
   for (let attempt = 0; ; attempt++) {
     port = await freePort();
     try {
-      proc = await spawnServer(port, dir);
+      proc = await spawnServer(port, dir, extra);
       break;
     } catch (err) {
       // Another process may grab the port between close() and redis-server's bind.
@@ -117,6 +143,7 @@ export async function startRedis(): Promise<RedisHandle> {
       }
     }
   }
+  if (opts.cluster) await assignAllSlots(port, password);
   const clients: Redis[] = [];
   const url = `redis://127.0.0.1:${port}/0`;
 
@@ -124,6 +151,7 @@ export async function startRedis(): Promise<RedisHandle> {
     const p = proc;
     if (!p) return;
     proc = undefined;
+    p.kill('SIGCONT'); // a paused server cannot act on SIGTERM
     p.kill(signal);
     await waitExit(p);
   };
@@ -140,10 +168,10 @@ export async function startRedis(): Promise<RedisHandle> {
     async restart() {
       await kill('SIGTERM');
       // redis-server sets SO_REUSEADDR, so the same port can be bound again at once.
-      proc = await spawnServer(port, dir);
+      proc = await spawnServer(port, dir, extra);
     },
     async flushall() {
-      const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+      const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, password });
       c.on('error', () => undefined);
       try {
         await c.flushall();
@@ -152,10 +180,88 @@ export async function startRedis(): Promise<RedisHandle> {
       }
     },
     client() {
-      const c = new Redis(url, { maxRetriesPerRequest: 1 });
+      const c = new Redis(url, { maxRetriesPerRequest: 1, password });
       c.on('error', () => undefined);
       clients.push(c);
       return c;
     },
+    pause() {
+      proc?.kill('SIGSTOP');
+    },
+    resume() {
+      proc?.kill('SIGCONT');
+    },
   };
+}
+
+/** Makes a fresh cluster node own every slot and waits for cluster_state:ok. */
+async function assignAllSlots(port: number, password: string | undefined): Promise<void> {
+  const c = new Redis({ host: '127.0.0.1', port, password, maxRetriesPerRequest: 0 });
+  c.on('error', () => undefined);
+  try {
+    await c.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+    await until('the one-node cluster to be ok', async () => String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok'));
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** A Redis Sentinel process monitoring one master. */
+export interface SentinelHandle {
+  readonly port: number;
+  /** The master group name (`mymaster`). */
+  readonly name: string;
+  stop(): Promise<void>;
+}
+
+/** Starts `redis-server --sentinel` on a free port, monitoring master (quorum 1). */
+export async function startSentinel(master: RedisHandle, name = 'mymaster'): Promise<SentinelHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'tokend-sentinel-'));
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    // Sentinel rewrites its config file, so it must be a writable file of its own.
+    const conf = join(dir, 'sentinel.conf');
+    await writeFile(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+        `sentinel down-after-milliseconds ${name} 60000`,
+        '',
+      ].join('\n'),
+    );
+    try {
+      const proc = await spawnAndPing([conf, '--sentinel'], port, dir);
+      return {
+        port,
+        name,
+        async stop() {
+          proc.kill('SIGTERM');
+          await waitExit(proc);
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (err) {
+      if (attempt >= 4 || !String(err).includes('in use')) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
+}
+
+/**
+ * Polls check (every 20 ms) until it returns a truthy value, which it resolves to; rejects after
+ * timeoutMs naming what was awaited. For conditions that have no event to await (a TTL lapsing).
+ */
+export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 5_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

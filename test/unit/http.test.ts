@@ -204,6 +204,17 @@ describe('GET /v1/token/NAME', () => {
     expect((await request({ port }, '/v1/verify', { method: 'POST' })).status).toBe(403);
   });
 
+  it('matches header names in any case, and only the exact name', async () => {
+    const { port } = await setup();
+    const ask = (headers: string) =>
+      rawExchange(port, `GET /v1/token/orders HTTP/1.1\r\nHost: x\r\n${headers}Connection: close\r\n\r\n`);
+    expect(await ask('TOKEND-REQUEST: 1\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await ask('tokend-request: 1\r\nACCEPT: text/plain\r\n')).toMatch(new RegExp(`\r\n\r\n${SECRET}$`));
+    expect(await ask('Tokend_Request: 1\r\n')).toMatch(/^HTTP\/1\.1 403 /);
+    expect(await ask('Tokend-Request: 1\r\nTokend-Request: 2\r\n')).toMatch(/^HTTP\/1\.1 403 /);
+    expect(await ask('tokend-request: 1\r\nx-FORWARDED-for: 10.0.0.1\r\n')).toMatch(/^HTTP\/1\.1 403 /);
+  });
+
   it('refuses proxied requests (X-Forwarded-For, Forwarded) with 403', async () => {
     const { port } = await setup();
     for (const h of [{ 'X-Forwarded-For': '203.0.113.9' }, { Forwarded: 'for=203.0.113.9' }]) {
@@ -286,6 +297,9 @@ describe('GET /v1/token/NAME', () => {
     expect(JSON.parse(res.body)).toMatchObject({ error: 'token_unavailable' });
     expect(typeof JSON.parse(res.body).message).toBe('string');
     expect(res.body).not.toContain(SECRET);
+    orders.retryMs = Number.NaN;
+    const odd = await request({ port }, '/v1/token/orders?min_ttl=60', { headers: V1 });
+    expect(odd.headers['retry-after']).toBe('1');
   });
 
   it('aborts the ensureFresh signal when the client goes away', async () => {
@@ -502,7 +516,7 @@ describe('listening and closing', () => {
       await exited;
       expect((await fs.lstat(sock)).isSocket()).toBe(true);
 
-      const { clock } = await setup();
+      const clock = new FakeClock(T0);
       const orders = new FakeHandle('orders', clock);
       orders.token = tokenFor(clock, 60_000);
       const handles = new Map([['orders', orders]]);

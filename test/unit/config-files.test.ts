@@ -1,0 +1,224 @@
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { MAX_SECRET_BYTES, checkSecretFiles, readSecret, secretFiles } from '../../src/config/secrets.js';
+import type { Config } from '../../src/config/types.js';
+import { ConfigError } from '../../src/errors.js';
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tokend-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, content: string | Buffer): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, content);
+  return path;
+}
+
+async function rejection(p: Promise<unknown>): Promise<ConfigError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfigFile', () => {
+  const YAML = 'tokens:\n  orders:\n    issuer: ${ISSUER}\n    clientId: c\n    clientSecretFile: /s\n    grant: client_credentials\n';
+
+  it('reads a YAML file with interpolation and overrides', async () => {
+    const path = await file('tokend.yaml', YAML);
+    const config = await loadConfigFile(path, { env: { ISSUER: 'https://idp.example.com' }, overrides: { logLevel: 'debug' } });
+    expect(config.tokens[0]?.issuer).toBe('https://idp.example.com');
+    expect(config.logLevel).toBe('debug');
+  });
+
+  it('reads a JSON file', async () => {
+    const path = await file('tokend.json', JSON.stringify({ tokens: { orders: { issuer: 'https://idp.example.com', clientId: 'c', clientSecretFile: '/s', grant: 'client_credentials' } } }));
+    expect((await loadConfigFile(path, { env: {} })).tokens[0]?.name).toBe('orders');
+  });
+
+  it('names the path of a file that does not exist', async () => {
+    const missing = join(dir, 'nope.yaml');
+    const err = await rejection(loadConfigFile(missing, { env: {} }));
+    expect(err.problems).toEqual([`${missing}: config file does not exist`]);
+  });
+
+  it('names the path of a directory given as config file', async () => {
+    const err = await rejection(loadConfigFile(dir, { env: {} }));
+    expect(err.problems).toEqual([`${dir}: config file cannot be read (EISDIR)`]);
+  });
+
+  it('prefixes syntax errors with the file name', async () => {
+    const path = await file('broken.yaml', 'tokens:\n  orders: [\n');
+    const err = await rejection(loadConfigFile(path, { env: {} }));
+    expect(err.problems[0]).toMatch(new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: line \\d+, column \\d+: `));
+  });
+
+  it('reports field problems by path, without the file name', async () => {
+    const path = await file('bad.yaml', YAML.replace('client_credentials', 'magic'));
+    const err = await rejection(loadConfigFile(path, { env: { ISSUER: 'https://idp.example.com' } }));
+    expect(err.problems).toEqual(['tokens.orders.grant: expected client_credentials or refresh_token']);
+  });
+});
+
+describe('readSecret', () => {
+  it('returns a literal unchanged', async () => {
+    expect(await readSecret({ kind: 'literal', value: ' keep spaces ' }, 'f')).toBe(' keep spaces ');
+  });
+
+  it('refuses an empty literal', async () => {
+    const err = await rejection(readSecret({ kind: 'literal', value: '' }, 'tokens.a.clientSecret'));
+    expect(err.problems).toEqual(['tokens.a.clientSecret: must not be empty']);
+  });
+
+  it('reads a file and drops the trailing newline and whitespace only', async () => {
+    const path = await file('secret', '  s3cret value\r\n\n \t');
+    expect(await readSecret({ kind: 'file', path }, 'tokens.a.clientSecretFile')).toBe('  s3cret value');
+  });
+
+  it('reads the file again on every call (Kubernetes rotates mounted secrets)', async () => {
+    const path = await file('rotating', 'one\n');
+    expect(await readSecret({ kind: 'file', path }, 'f')).toBe('one');
+    await writeFile(path, 'two\n');
+    expect(await readSecret({ kind: 'file', path }, 'f')).toBe('two');
+  });
+
+  it('follows symlinks, as Kubernetes secret volumes use them', async () => {
+    const target = await file('target', 'linked\n');
+    const link = join(dir, 'link');
+    await symlink(target, link);
+    expect(await readSecret({ kind: 'file', path: link }, 'f')).toBe('linked');
+  });
+
+  it('names the field and the path of a missing file', async () => {
+    const path = join(dir, 'missing');
+    const err = await rejection(readSecret({ kind: 'file', path }, 'tokens.orders.clientSecretFile'));
+    expect(err.problems).toEqual([`tokens.orders.clientSecretFile: secret file ${path} does not exist`]);
+  });
+
+  it('refuses an empty or whitespace-only file', async () => {
+    const path = await file('blank', '\n \n');
+    const err = await rejection(readSecret({ kind: 'file', path }, 'store.passwordFile'));
+    expect(err.problems).toEqual([`store.passwordFile: secret file ${path} is empty`]);
+  });
+
+  it('refuses a directory', async () => {
+    const path = join(dir, 'adir');
+    await mkdir(path);
+    const err = await rejection(readSecret({ kind: 'file', path }, 'f'));
+    expect(err.problems).toEqual([`f: secret file ${path} is a directory`]);
+  });
+
+  it('accepts exactly 64 KiB and refuses one byte more, without echoing the content', async () => {
+    const exact = await file('exact', 'k'.repeat(MAX_SECRET_BYTES));
+    expect((await readSecret({ kind: 'file', path: exact }, 'f')).length).toBe(MAX_SECRET_BYTES);
+    const marker = 'DO-NOT-ECHO-';
+    const big = await file('big', marker.repeat(Math.ceil((MAX_SECRET_BYTES + 1) / marker.length)));
+    const err = await rejection(readSecret({ kind: 'file', path: big }, 'f'));
+    expect(err.problems).toEqual([`f: secret file ${big} is larger than 64 KiB`]);
+    expect(err.message).not.toContain(marker);
+  });
+
+  it('refuses a device that is not a regular file', async () => {
+    const err = await rejection(readSecret({ kind: 'file', path: '/dev/null' }, 'f'));
+    expect(err.problems).toEqual(['f: secret file /dev/null is not a regular file']);
+  });
+});
+
+describe('checkSecretFiles', () => {
+  async function configWithFiles(paths: Record<string, string>): Promise<Config> {
+    const yaml = `
+store:
+  type: redis
+  url: redis://127.0.0.1:6379
+  passwordFile: ${paths['password']}
+  encryptionKeyFile: ${paths['key']}
+tokens:
+  orders:
+    issuer: https://idp.example.com
+    clientId: c
+    clientSecretFile: ${paths['client']}
+    grant: refresh_token
+    refreshTokenFile: ${paths['refresh']}
+  signer:
+    issuer: https://idp.example.com
+    clientId: s
+    clientAuth: private_key_jwt
+    privateKeyFile: ${paths['pkey']}
+    grant: client_credentials
+  literal:
+    issuer: https://idp.example.com
+    clientId: l
+    clientSecret: inline-secret
+    grant: client_credentials
+verify:
+  issuers:
+    - issuer: https://idp.example.com
+      audience: api
+      algorithms: [HS256]
+      hmacSecretFile: ${paths['hmac']}
+      introspection:
+        clientId: api
+        clientSecretFile: ${paths['introspection']}
+`;
+    return parseConfig(yaml, { env: {} });
+  }
+
+  it('lists every secret file with the field that names it', async () => {
+    const names = ['password', 'key', 'client', 'refresh', 'pkey', 'hmac', 'introspection'];
+    const config = await configWithFiles(Object.fromEntries(names.map((n) => [n, `/s/${n}`])));
+    expect(secretFiles(config)).toEqual([
+      { field: 'tokens.orders.clientSecretFile', path: '/s/client' },
+      { field: 'tokens.orders.refreshTokenFile', path: '/s/refresh' },
+      { field: 'tokens.signer.privateKeyFile', path: '/s/pkey' },
+      { field: 'store.passwordFile', path: '/s/password' },
+      { field: 'store.encryptionKeyFile', path: '/s/key' },
+      { field: 'verify.issuers[0].hmacSecretFile', path: '/s/hmac' },
+      { field: 'verify.issuers[0].introspection.clientSecretFile', path: '/s/introspection' },
+    ]);
+  });
+
+  it('returns no problems when every file is readable', async () => {
+    const paths: Record<string, string> = {};
+    for (const n of ['password', 'key', 'client', 'refresh', 'pkey', 'hmac', 'introspection']) {
+      paths[n] = await file(`ok-${n}`, `value-of-${n}\n`);
+    }
+    expect(await checkSecretFiles(await configWithFiles(paths))).toEqual([]);
+  });
+
+  it('returns one problem line per unreadable or empty file, and never the content', async () => {
+    const paths: Record<string, string> = {};
+    for (const n of ['password', 'key', 'client', 'refresh', 'pkey', 'hmac', 'introspection']) {
+      paths[n] = await file(`bad-${n}`, `value-of-${n}\n`);
+    }
+    paths['client'] = join(dir, 'absent-client');
+    paths['hmac'] = await file('empty-hmac', '');
+    paths['key'] = join(dir, 'absent-key');
+    const problems = await checkSecretFiles(await configWithFiles(paths));
+    expect(problems).toEqual([
+      `tokens.orders.clientSecretFile: secret file ${paths['client']} does not exist`,
+      `store.encryptionKeyFile: secret file ${paths['key']} does not exist`,
+      `verify.issuers[0].hmacSecretFile: secret file ${paths['hmac']} is empty`,
+    ]);
+    expect(problems.join('\n')).not.toContain('value-of-');
+  });
+
+  it('has nothing to check for a memory store with literal secrets', async () => {
+    const config = parseConfig(
+      'tokens:\n  a:\n    issuer: https://idp.example.com\n    clientId: c\n    clientSecret: x\n    grant: client_credentials\n',
+      { env: {} },
+    );
+    expect(await checkSecretFiles(config)).toEqual([]);
+  });
+});

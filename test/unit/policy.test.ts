@@ -1,0 +1,131 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decideWhenStoreDown, isUsable, refreshDueAt, safetyMarginMs } from '../../src/refresh/policy.js';
+import type { AccessToken } from '../../src/token.js';
+
+const T0 = Date.UTC(2025, 0, 1);
+const SECOND = 1_000;
+const DAY = 86_400_000;
+
+function token(lifetimeMs: number, obtainedAt = T0): AccessToken {
+  return { accessToken: 'x', tokenType: 'Bearer', obtainedAt, expiresAt: obtainedAt + lifetimeMs };
+}
+
+describe('safetyMarginMs', () => {
+  it.each([
+    [1 * SECOND, 250], // a quarter of a very short lifetime
+    [10 * SECOND, 2_500],
+    [5 * 60 * SECOND, 30_000], // the 30 s floor for mid lifetimes
+    [3_600 * SECOND, 360_000], // 10 % of an hour
+    [40 * DAY, 4 * DAY],
+  ])('keeps %i ms of lifetime back by %i ms', (lifetime, margin) => {
+    expect(safetyMarginMs(lifetime)).toBe(margin);
+  });
+
+  it('is never more than a quarter of the lifetime', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 400 * DAY }), (lifetime) => safetyMarginMs(lifetime) <= 0.25 * lifetime),
+    );
+  });
+});
+
+describe('refreshDueAt', () => {
+  it('refreshes at exactly refreshAt of the lifetime when random is 0', () => {
+    expect(refreshDueAt(token(1_000_000), { refreshAt: 0.75, random: 0 })).toBe(T0 + 750_000);
+  });
+
+  it('jitters up to 10 % of the lifetime earlier', () => {
+    expect(refreshDueAt(token(1_000_000), { refreshAt: 0.75, random: 0.5 })).toBe(T0 + 700_000);
+    expect(refreshDueAt(token(1_000_000), { refreshAt: 0.75, random: 0.999999 })).toBeCloseTo(T0 + 650_000, -1);
+  });
+
+  it('spreads a fleet: different random values give different due times', () => {
+    const dues = new Set([0, 0.25, 0.5, 0.75].map((random) => refreshDueAt(token(3_600_000), { refreshAt: 0.75, random })));
+    expect(dues.size).toBe(4);
+  });
+
+  it('never waits past expiry minus the margin, even when refreshAt asks for it', () => {
+    const t = token(5 * 60 * SECOND);
+    expect(refreshDueAt(t, { refreshAt: 0.99, random: 0 })).toBe(t.expiresAt - 30_000);
+  });
+
+  it('schedules a 40-day token after 30 days (with refreshAt 0.75), not overflowing timers', () => {
+    const due = refreshDueAt(token(40 * DAY), { refreshAt: 0.75, random: 0 });
+    expect(due - T0).toBe(30 * DAY);
+  });
+
+  it('makes a token without lifetime due at once', () => {
+    expect(refreshDueAt(token(0), { refreshAt: 0.75, random: 0.3 })).toBe(T0);
+    expect(refreshDueAt(token(-5_000), { refreshAt: 0.75, random: 0.3 })).toBe(T0);
+  });
+
+  it('clamps nonsense inputs instead of producing NaN or times before obtainedAt', () => {
+    const t = token(10_000);
+    for (const opts of [
+      { refreshAt: 0.05, random: 0.99 },
+      { refreshAt: Number.NaN, random: 0 },
+      { refreshAt: 0.75, random: Number.NaN },
+      { refreshAt: 2, random: -1 },
+    ]) {
+      const due = refreshDueAt(t, opts);
+      expect(Number.isFinite(due)).toBe(true);
+      expect(due).toBeGreaterThanOrEqual(t.obtainedAt);
+      expect(due).toBeLessThanOrEqual(t.expiresAt - safetyMarginMs(10_000));
+    }
+  });
+
+  it('property: obtainedAt <= due <= expiresAt - margin for lifetimes from 1 s to 400 days', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: SECOND, max: 400 * DAY }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        fc.double({ min: 0.01, max: 0.99, noNaN: true }),
+        fc.integer({ min: 0, max: 4_000_000_000_000 }),
+        (lifetime, random, refreshAt, obtainedAt) => {
+          const t = token(lifetime, obtainedAt);
+          const due = refreshDueAt(t, { refreshAt, random });
+          expect(due).toBeGreaterThanOrEqual(t.obtainedAt);
+          expect(due).toBeLessThanOrEqual(t.expiresAt - safetyMarginMs(lifetime));
+          expect(due).toBeLessThan(t.expiresAt);
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('property: with the default refreshAt the due time lies in the jitter window [65 %, 75 %] unless the margin pulls it earlier', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: SECOND, max: 400 * DAY }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (lifetime, random) => {
+          const t = token(lifetime);
+          // Compared in ms with 1 ms slack: doubles near 1.7e12 carry only ~0.2 µs of precision.
+          const offset = refreshDueAt(t, { refreshAt: 0.75, random }) - T0;
+          expect(offset).toBeGreaterThanOrEqual(0.65 * lifetime - 1);
+          expect(offset).toBeLessThanOrEqual(0.75 * lifetime + 1);
+        },
+      ),
+    );
+  });
+});
+
+describe('isUsable', () => {
+  it('accepts a token until the millisecond it expires, then never', () => {
+    const t = token(10_000);
+    expect(isUsable(t, t.expiresAt - 1)).toBe(true);
+    expect(isUsable(t, t.expiresAt)).toBe(false);
+    expect(isUsable(t, t.expiresAt + 1)).toBe(false);
+    expect(isUsable(undefined, T0)).toBe(false);
+  });
+});
+
+describe('decideWhenStoreDown', () => {
+  it('lets client_credentials grant locally without the lease (nothing is consumed)', () => {
+    expect(decideWhenStoreDown('client_credentials')).toBe('grant-locally');
+  });
+
+  it('forbids refresh_token grants without the shared store (a rotated token could be replayed)', () => {
+    expect(decideWhenStoreDown('refresh_token')).toBe('keep-serving');
+  });
+});

@@ -1,0 +1,738 @@
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { TokenConfig } from '../../src/config/types.js';
+import { TokendError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+import type { RefreshResult } from '../../src/refresh/handle.js';
+import { Refresher, secretHash } from '../../src/refresh/refresher.js';
+import type { TokenStore } from '../../src/store/store.js';
+import type { AccessToken } from '../../src/token.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { FakeSource, permanentError, transientError } from '../support/fake-source.js';
+import { FakeSharedBackend, FakeStore } from '../support/fake-store.js';
+
+const NAME = 'orders';
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const DAY = 86_400_000;
+
+function tokenConfig(over: Partial<TokenConfig> = {}): TokenConfig {
+  return {
+    name: NAME,
+    tokenEndpoint: 'https://idp.test/token',
+    clientId: 'orders-client',
+    grant: 'client_credentials',
+    refreshAt: 0.75,
+    clientAuth: 'client_secret_basic',
+    revokeOnShutdown: false,
+    defaultLifetimeMs: 300_000,
+    timeoutMs: 10_000,
+    allowInsecureHttp: false,
+    ...over,
+  };
+}
+
+/** Collects the NDJSON the real logger writes (pino test/helper.js `sink()`). */
+function logSink() {
+  const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) {
+        if (line) {
+          raw.push(line);
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        }
+      }
+      cb();
+    },
+  });
+  const logger = createLogger('debug', stream as never).child({ token: NAME });
+  return {
+    logger,
+    raw,
+    lines,
+    events: (name: string) => lines.filter((l) => l.event === name),
+  };
+}
+
+interface SetupOptions {
+  grant?: TokenConfig['grant'];
+  lifetimeMs?: number;
+  rotate?: boolean;
+  seed?: string;
+  random?: number;
+  store?: TokenStore;
+  clock?: FakeClock;
+  minForcedRefreshIntervalMs?: number;
+}
+
+const running: Refresher[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((r) => r.stop()));
+});
+
+function setup(opts: SetupOptions = {}) {
+  const clock = opts.clock ?? new FakeClock();
+  const order: string[] = [];
+  const source = new FakeSource({
+    clock,
+    lifetimeMs: opts.lifetimeMs ?? MINUTE,
+    rotate: opts.rotate ?? false,
+    ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+    events: order,
+  });
+  const fakeStore = new FakeStore(order);
+  const store = opts.store ?? fakeStore;
+  const log = logSink();
+  const observed: RefreshResult[] = [];
+  const refresher = new Refresher({
+    config: tokenConfig({ grant: opts.grant ?? 'client_credentials' }),
+    source,
+    store,
+    clock,
+    random: () => opts.random ?? 0,
+    logger: log.logger,
+    observer: { refreshFinished: (name, result) => name === NAME && observed.push(result) },
+    minForcedRefreshIntervalMs: opts.minForcedRefreshIntervalMs,
+  });
+  running.push(refresher);
+  return { clock, source, store: fakeStore, log, observed, refresher, order };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('Refresher: acquiring and scheduling', () => {
+  it('acquires a token at start and announces it as token.acquired with expires_at and duration_ms', async () => {
+    const { refresher, source, log, observed, clock } = setup();
+    await refresher.start();
+    expect(source.grants).toBe(1);
+    expect(refresher.current()?.accessToken).toBe('at-1');
+    expect(refresher.status()).toMatchObject({ name: NAME, ready: true });
+    const [acquired] = log.events('token.acquired');
+    expect(acquired).toMatchObject({ token: NAME, expires_at: Math.floor((clock.now() + MINUTE) / 1000), duration_ms: 0 });
+    expect(observed).toEqual(['success']);
+  });
+
+  it('refreshes at the jittered fraction of the lifetime: refreshAt minus random * 10 %', async () => {
+    // refreshAt 0.75, random 0.5: at 70 % of a 60 s lifetime = 42 s.
+    const { refresher, source, log, clock } = setup({ random: 0.5 });
+    await refresher.start();
+    await clock.advance(42 * SECOND - 1);
+    expect(source.grants).toBe(1);
+    await clock.advance(1);
+    expect(source.grants).toBe(2);
+    expect(refresher.current()?.accessToken).toBe('at-2');
+    expect(log.events('token.refreshed')).toHaveLength(1);
+  });
+
+  it('schedules a 40-day token for day 30, beyond what one setTimeout can hold', async () => {
+    const { refresher, source, clock } = setup({ lifetimeMs: 40 * DAY });
+    await refresher.start();
+    await clock.advance(30 * DAY - 1);
+    expect(source.grants).toBe(1);
+    await clock.advance(1);
+    expect(source.grants).toBe(2);
+  });
+
+  it('serves a stored, still valid token at start without any grant (token.loaded)', async () => {
+    const { refresher, source, store, log, clock } = setup();
+    const stored: AccessToken = { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now() - 10 * SECOND, expiresAt: clock.now() + 50 * SECOND };
+    store.put(NAME, { access: stored });
+    await refresher.start();
+    expect(source.grants).toBe(0);
+    expect(refresher.current()).toEqual(stored);
+    expect(refresher.status().ready).toBe(true);
+    expect(log.events('token.loaded')).toHaveLength(1);
+    // ...and refreshes it on its schedule: 45 s after it was obtained.
+    await clock.advance(35 * SECOND);
+    expect(source.grants).toBe(1);
+    expect(log.events('token.refreshed')).toHaveLength(1);
+  });
+
+  it('makes a caller arriving while the stored state loads wait for it rather than grant', async () => {
+    const { refresher, source, store, clock } = setup();
+    store.put(NAME, { access: { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + MINUTE } });
+    const started = refresher.start();
+    const t = await refresher.ensureFresh(0);
+    await started;
+    expect(t.accessToken).toBe('stored');
+    expect(source.grants).toBe(0);
+  });
+
+  it('makes callers arriving during start join its first grant', async () => {
+    const { refresher, source } = setup();
+    const started = refresher.start();
+    const tokens = await Promise.all([refresher.ensureFresh(0), refresher.ensureFresh(0)]);
+    await started;
+    expect(tokens.map((t) => t.accessToken)).toEqual(['at-1', 'at-1']);
+    expect(source.grants).toBe(1);
+  });
+
+  it('acquires at once when the stored token has expired', async () => {
+    const { refresher, source, store, clock } = setup();
+    store.put(NAME, { access: { accessToken: 'old', tokenType: 'Bearer', obtainedAt: clock.now() - 2 * MINUTE, expiresAt: clock.now() - MINUTE } });
+    await refresher.start();
+    expect(source.grants).toBe(1);
+    expect(refresher.current()?.accessToken).toBe('at-1');
+  });
+
+  it('reports "not yet acquired" before start', () => {
+    const { refresher } = setup();
+    expect(refresher.status()).toEqual({ name: NAME, ready: false, reason: 'not yet acquired' });
+    expect(refresher.current()).toBeUndefined();
+  });
+});
+
+describe('Refresher: failures', () => {
+  it('never hands out an expired token while the IdP keeps failing', async () => {
+    const { refresher, source, clock, log } = setup();
+    await refresher.start();
+    const first = refresher.current();
+    source.failAlwaysWith(transientError);
+    await clock.advance(MINUTE - 1);
+    expect(refresher.current()).toBe(first);
+    await clock.advance(1);
+    expect(refresher.current()).toBeUndefined();
+    const err = await rejection(refresher.ensureFresh(0));
+    expect(err).toBeInstanceOf(TokendError);
+    expect((err as TokendError).code).toBe('TOKEN_UNAVAILABLE');
+    expect(refresher.status()).toMatchObject({ ready: false, reason: 'expired' });
+    await clock.advance(5 * MINUTE);
+    expect(refresher.current()).toBeUndefined();
+    expect(log.events('token.expired')).toHaveLength(1);
+  });
+
+  it('notices expiry by the wall clock even when timers did not run (clock jump)', async () => {
+    const { refresher, clock, log } = setup();
+    await refresher.start();
+    clock.set(clock.now() + 2 * MINUTE);
+    expect(refresher.current()).toBeUndefined();
+    expect(refresher.current()).toBeUndefined();
+    expect(log.events('token.expired')).toHaveLength(1);
+  });
+
+  it('retries transient failures with exponential backoff, logging error, attempt and retry_in_ms', async () => {
+    const { refresher, source, clock, log, observed } = setup({ random: 0.999999 });
+    source.failAlwaysWith(transientError);
+    await refresher.start();
+    expect(refresher.status()).toMatchObject({ ready: false, reason: 'not yet acquired' });
+    // Ceilings 2 s, 4 s, 8 s with random ~1.
+    await clock.advance(2 * SECOND);
+    await clock.advance(4 * SECOND);
+    await clock.advance(8 * SECOND);
+    const failures = log.events('token.refresh_failed');
+    expect(failures.map((f) => f.attempt)).toEqual([1, 2, 3, 4]);
+    expect(failures.map((f) => Math.round((f.retry_in_ms as number) / 1000))).toEqual([2, 4, 8, 16]);
+    expect(failures[0]).toMatchObject({ level: 'warn', error: { code: 'GRANT_TRANSIENT', status: 503 } });
+    expect(source.grants).toBe(4);
+    expect(observed).toEqual(['transient_error', 'transient_error', 'transient_error', 'transient_error']);
+    expect(refresher.retryAfterMs()).toBeGreaterThan(15 * SECOND);
+
+    source.succeed();
+    await clock.advance(16 * SECOND);
+    expect(refresher.status().ready).toBe(true);
+    expect(log.events('token.acquired')).toHaveLength(1);
+  });
+
+  it('keeps retrying before a still-valid token expires, however long the backoff has grown', async () => {
+    const { refresher, source, clock } = setup({ random: 0.999999, lifetimeMs: 10 * MINUTE });
+    await refresher.start();
+    source.failAlwaysWith(transientError);
+    await clock.advance(10 * MINUTE - 1);
+    // The last attempts crowd towards expiry instead of sleeping 60 s past it.
+    const grantsBefore = source.grants;
+    expect(grantsBefore).toBeGreaterThan(10);
+    source.succeed();
+    const expiry = refresher.current()!.expiresAt;
+    await clock.advance(expiry - clock.now() - 1);
+    expect(refresher.current()).toBeDefined();
+  });
+
+  it('stops retrying after invalid_grant and reports the permanent failure at error level', async () => {
+    const { refresher, source, clock, log, observed } = setup({ grant: 'refresh_token', seed: 'seed-1' });
+    source.failAlwaysWith(() => permanentError('invalid_grant'));
+    await refresher.start();
+    expect(refresher.status()).toEqual({ name: NAME, ready: false, reason: 'permanent failure: invalid_grant', expiresAt: undefined });
+    await clock.advance(30 * MINUTE);
+    expect(source.grants).toBe(1);
+    expect(clock.pendingTimers()).toBe(0);
+    expect(log.events('token.refresh_failed')[0]).toMatchObject({ level: 'error', permanent: true, retry_in_ms: null, error: { code: 'GRANT_PERMANENT', oauth_error: 'invalid_grant' } });
+    expect(observed).toEqual(['permanent_error']);
+    await expect(refresher.ensureFresh(0)).rejects.toMatchObject({ code: 'TOKEN_UNAVAILABLE' });
+    expect(source.grants).toBe(1);
+  });
+
+  it('reports "permanent failure: no refresh token" when refresh_token has neither seed nor stored token', async () => {
+    const { refresher, source } = setup({ grant: 'refresh_token' });
+    await refresher.start();
+    expect(refresher.status().reason).toBe('permanent failure: no refresh token');
+    expect(source.grants).toBe(0);
+  });
+
+  it('recovers from a permanent failure once reconcile sees a new seed', async () => {
+    const { refresher, source, clock } = setup({ grant: 'refresh_token', seed: 'seed-1' });
+    source.failNext(() => permanentError('invalid_grant'));
+    await refresher.start();
+    refresher.reconcile();
+    await clock.flush();
+    expect(source.grants).toBe(1);
+
+    source.seed = 'seed-2';
+    refresher.reconcile();
+    await clock.advance(0);
+    expect(source.presented).toEqual(['seed-1', 'seed-2']);
+    expect(refresher.status().ready).toBe(true);
+  });
+
+  it('recovers from invalid_client once reconcile sees a changed client credential fingerprint', async () => {
+    const { refresher, source, clock } = setup();
+    source.fingerprint = 'secret-v1';
+    source.failNext(() => permanentError('invalid_client'));
+    await refresher.start();
+    expect(refresher.status().reason).toBe('permanent failure: invalid_client');
+    refresher.reconcile();
+    await clock.advance(0);
+    expect(source.grants).toBe(1);
+    source.fingerprint = 'secret-v2';
+    refresher.reconcile();
+    await clock.advance(0);
+    expect(source.grants).toBe(2);
+    expect(refresher.status().ready).toBe(true);
+  });
+});
+
+describe('Refresher: ensureFresh and single flight', () => {
+  it('answers from memory without a grant while the token has more than min_ttl left', async () => {
+    const { refresher, source } = setup();
+    await refresher.start();
+    const t = await refresher.ensureFresh(30 * SECOND);
+    expect(t.accessToken).toBe('at-1');
+    expect(source.grants).toBe(1);
+  });
+
+  it('runs one grant for 100 concurrent callers that need a fresher token', async () => {
+    const { refresher, source, clock } = setup();
+    await refresher.start();
+    const release = source.hold();
+    // at-1 has exactly 60 s left, which is not more than a 60 s min_ttl.
+    const callers = Array.from({ length: 100 }, () => refresher.ensureFresh(MINUTE));
+    await clock.flush();
+    release();
+    const tokens = await Promise.all(callers);
+    expect(source.grants).toBe(2);
+    expect(new Set(tokens.map((t) => t.accessToken))).toEqual(new Set(['at-2']));
+  });
+
+  it('joins a scheduled refresh in flight instead of starting another', async () => {
+    const { refresher, source, clock } = setup();
+    await refresher.start();
+    const release = source.hold();
+    await clock.advance(45 * SECOND); // the timer starts grant 2, parked
+    expect(source.grants).toBe(2);
+    const joined = refresher.ensureFresh(50 * SECOND);
+    refresher.reconcile();
+    await clock.flush();
+    release();
+    expect((await joined).accessToken).toBe('at-2');
+    expect(source.grants).toBe(2);
+  });
+
+  it('rate-limits refreshes forced by min_ttl and then serves the shorter-lived valid token', async () => {
+    const { refresher, source, clock } = setup({ minForcedRefreshIntervalMs: 5 * SECOND });
+    await refresher.start();
+    expect((await refresher.ensureFresh(2 * MINUTE)).accessToken).toBe('at-2'); // forced
+    expect((await refresher.ensureFresh(2 * MINUTE)).accessToken).toBe('at-2'); // limited
+    expect(source.grants).toBe(2);
+    await clock.advance(5 * SECOND);
+    expect((await refresher.ensureFresh(2 * MINUTE)).accessToken).toBe('at-3');
+    expect(source.grants).toBe(3);
+  });
+
+  it('returns the current valid token when a forced refresh fails', async () => {
+    const { refresher, source } = setup();
+    await refresher.start();
+    source.failNext(transientError);
+    expect((await refresher.ensureFresh(2 * MINUTE)).accessToken).toBe('at-1');
+    expect(source.grants).toBe(2);
+  });
+
+  it('rejects with the signal reason when the caller gives up', async () => {
+    const { refresher, source, clock } = setup();
+    await refresher.start();
+    const release = source.hold();
+    const ac = new AbortController();
+    const p = refresher.ensureFresh(2 * MINUTE, ac.signal);
+    await clock.flush();
+    ac.abort(new Error('client went away'));
+    await expect(p).rejects.toThrow('client went away');
+    release();
+  });
+
+  it('sets Retry-After to the time until the next attempt, at least 1 s', async () => {
+    const { refresher, source } = setup({ random: 0 });
+    source.failAlwaysWith(transientError);
+    await refresher.start();
+    expect(refresher.retryAfterMs()).toBe(1_000);
+    const { refresher: ok } = setup();
+    await ok.start();
+    expect(ok.retryAfterMs()).toBe(45 * SECOND);
+  });
+});
+
+describe('Refresher: refresh-token rotation (RFC 6749 §6)', () => {
+  it('durably saves the rotated refresh token before the new access token is visible or written', async () => {
+    const clock = new FakeClock();
+    const order: string[] = [];
+    let visibleDuringSave: string | undefined = 'unset';
+    let r: Refresher | undefined;
+    class Recording extends FakeStore {
+      override async saveRefreshToken(name: string, rt: string, seedHash: string | undefined): Promise<void> {
+        visibleDuringSave = r?.current()?.accessToken;
+        return super.saveRefreshToken(name, rt, seedHash);
+      }
+    }
+    const store = new Recording(order);
+    const ctx = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true, store, clock });
+    r = ctx.refresher;
+    await r.start();
+    await clock.advance(45 * SECOND);
+    expect(visibleDuringSave).toBe('at-1'); // during the second save, at-2 was not yet visible
+    const rtSave = store.calls.lastIndexOf('saveRefreshToken');
+    const atSave = store.calls.lastIndexOf('saveAccessToken');
+    expect(rtSave).toBeGreaterThanOrEqual(0);
+    expect(rtSave).toBeLessThan(atSave);
+    expect(store.states.get(NAME)).toMatchObject({ refreshToken: 'rt-2', seedHash: secretHash('seed-1') });
+  });
+
+  it('records obtain → saveRefreshToken → saveAccessToken in that order', async () => {
+    const { refresher, order } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    await refresher.stop(); // awaits the access-token write
+    expect(order.filter((e) => e !== 'store.load')).toEqual(['source.obtain', 'store.saveRefreshToken', 'store.saveAccessToken']);
+  });
+
+  it('never presents a consumed refresh token again, even when saving the new one fails', async () => {
+    const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    store.failing.add('saveRefreshToken');
+    await refresher.start();
+    expect(refresher.status().ready).toBe(true);
+    expect(log.events('store.write_failed')[0]).toMatchObject({ what: 'refresh_token', error: { code: 'STORE_UNAVAILABLE' } });
+    await clock.advance(45 * SECOND);
+    await clock.advance(45 * SECOND);
+    expect(source.presented).toEqual(['seed-1', 'rt-1', 'rt-2']);
+    expect(source.reuses).toBe(0);
+
+    // The store comes back: the held refresh token is persisted on the next cycle.
+    store.failing.delete('saveRefreshToken');
+    await clock.advance(45 * SECOND);
+    expect(store.states.get(NAME)?.refreshToken).toBe('rt-4');
+    expect(source.reuses).toBe(0);
+  });
+
+  it('a slow retry of an unsaved refresh token never lands after the newer one', async () => {
+    const clock = new FakeClock();
+    const saved: string[] = [];
+    let gate: Promise<void> | undefined;
+    class SlowStore extends FakeStore {
+      override async saveRefreshToken(name: string, rt: string, seedHash: string | undefined): Promise<void> {
+        const g = gate; // parks only the first write after the gate is set
+        gate = undefined;
+        if (g) await g;
+        await super.saveRefreshToken(name, rt, seedHash);
+        saved.push(rt);
+      }
+    }
+    const store = new SlowStore();
+    const { refresher, source } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true, store, clock });
+    store.failing.add('saveRefreshToken');
+    await refresher.start(); // rt-1 held in memory, unsaved
+    store.failing.delete('saveRefreshToken');
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    refresher.reconcile(); // retries saving rt-1: parked
+    await clock.advance(45 * SECOND); // the refresh rotates to rt-2 meanwhile
+    expect(source.presented).toEqual(['seed-1', 'rt-1']);
+    expect(refresher.current()?.accessToken).toBe('at-1'); // at-2 waits for its refresh token to be durable
+    open();
+    await clock.flush();
+    expect(saved).toEqual(['rt-1', 'rt-2']);
+    expect(store.states.get(NAME)?.refreshToken).toBe('rt-2');
+    expect(refresher.current()?.accessToken).toBe('at-2');
+  });
+
+  it('uses the stored refresh token when it descends from the current seed', async () => {
+    const { refresher, source, store } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    store.put(NAME, { refreshToken: 'rt-stored', seedHash: secretHash('seed-1') });
+    await refresher.start();
+    expect(source.presented).toEqual(['rt-stored']);
+  });
+
+  it('lets a changed seed win over the stored refresh token, serving the stored access token meanwhile', async () => {
+    const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-2', rotate: true });
+    const stored: AccessToken = { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + MINUTE };
+    store.put(NAME, { access: stored, refreshToken: 'rt-old', seedHash: secretHash('seed-1') });
+    await refresher.start();
+    expect(source.presented).toEqual(['seed-2']);
+    expect(refresher.current()?.accessToken).toBe('at-1');
+    expect(log.events('token.seed_changed').length).toBeGreaterThan(0);
+    expect(store.states.get(NAME)).toMatchObject({ refreshToken: 'rt-1', seedHash: secretHash('seed-2') });
+  });
+
+  it('picks up a seed mounted while running at the next reconcile', async () => {
+    const { refresher, source, clock } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    source.seed = 'seed-2';
+    refresher.reconcile();
+    await clock.advance(0);
+    expect(source.presented).toEqual(['seed-1', 'seed-2']);
+    expect(source.reuses).toBe(0);
+  });
+
+  it('does not fall back to the seed for refresh_token grants when the stored state could not be read', async () => {
+    const { refresher, source, store, clock } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    store.put(NAME, { refreshToken: 'rt-live', seedHash: secretHash('seed-1') });
+    store.failing.add('load');
+    await refresher.start();
+    expect(source.grants).toBe(0);
+    store.failing.delete('load');
+    await clock.advance(2 * SECOND);
+    expect(source.presented).toEqual(['rt-live']);
+  });
+});
+
+describe('Refresher: reconcile, stop, revoke', () => {
+  it('refreshes at once when reconcile finds the wall clock past the due time (VM suspended)', async () => {
+    const { refresher, source, clock } = setup();
+    await refresher.start();
+    refresher.reconcile();
+    await clock.flush();
+    expect(source.grants).toBe(1); // nothing due yet
+    clock.set(clock.now() + 50 * SECOND); // wall clock jumps; monotonic timers have not fired
+    refresher.reconcile();
+    await clock.flush();
+    expect(source.grants).toBe(2);
+    expect(refresher.current()?.accessToken).toBe('at-2');
+  });
+
+  it('stops promptly with a grant in flight and leaves no timers behind', async () => {
+    const { refresher, source, clock } = setup();
+    await refresher.start();
+    expect(clock.pendingTimers()).toBeGreaterThan(0);
+    source.hold(); // never released
+    const inflight = refresher.ensureFresh(2 * MINUTE);
+    await clock.flush();
+    await refresher.stop();
+    expect(clock.pendingTimers()).toBe(0);
+    expect((await inflight).accessToken).toBe('at-1'); // the still-valid token
+    refresher.reconcile();
+    await clock.advance(10 * MINUTE);
+    expect(source.grants).toBe(2);
+  });
+
+  it('stops promptly while waiting for another replica\'s lease', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    backend.steal(NAME, 'other');
+    const { refresher } = setup({ store: backend.replica('a'), clock });
+    const started = refresher.start();
+    await clock.flush();
+    await refresher.stop();
+    await started;
+    expect(clock.pendingTimers()).toBe(0);
+    expect(backend.watcherCount(NAME)).toBe(0);
+  });
+
+  it('revokes the refresh and access tokens, removes the stored copies and is no longer ready', async () => {
+    const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    await refresher.revoke();
+    expect(source.revoked).toEqual([
+      { token: 'rt-1', hint: 'refresh_token' },
+      { token: 'at-1', hint: 'access_token' },
+    ]);
+    expect(store.calls.at(-1)).toBe('remove');
+    expect(store.states.has(NAME)).toBe(false);
+    expect(refresher.current()).toBeUndefined();
+    expect(refresher.status()).toMatchObject({ ready: false, reason: 'revoked' });
+    expect(log.events('token.revoked')).toHaveLength(1);
+    await clock.advance(10 * MINUTE);
+    expect(source.grants).toBe(1);
+  });
+
+  it('never logs a token or secret value', async () => {
+    const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-secret', rotate: true });
+    store.failing.add('saveRefreshToken');
+    await refresher.start();
+    source.failNext(transientError);
+    await clock.advance(45 * SECOND);
+    source.failNext(() => permanentError('invalid_grant'));
+    await clock.advance(10 * SECOND);
+    expect(log.raw.length).toBeGreaterThan(3);
+    for (const line of log.raw) {
+      expect(line).not.toMatch(/seed-secret|"rt-\d|"at-\d|at-1|rt-1/);
+    }
+  });
+});
+
+describe('Refresher: shared store (replicas)', () => {
+  function sharedToken(clock: FakeClock, id: string, lifetimeMs = MINUTE): AccessToken {
+    return { accessToken: id, tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + lifetimeMs };
+  }
+
+  it('grants under the lease and commits the result for the other replicas', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const { refresher, source } = setup({ store: backend.replica('a'), clock, grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    expect(source.presented).toEqual(['seed-1']);
+    expect(backend.commits).toBe(1);
+    expect(backend.states.get(NAME)).toMatchObject({ access: { accessToken: 'at-1' }, refreshToken: 'rt-1', seedHash: secretHash('seed-1') });
+  });
+
+  it('while another replica holds the lease, waits for its commit and adopts it without a grant', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const other = backend.replica('b');
+    let commitNow!: () => void;
+    const gate = new Promise<void>((r) => (commitNow = r));
+    const otherDone = other.withLease(NAME, async (lease) => {
+      await gate;
+      await other.commit(lease, { access: sharedToken(clock, 'from-b') });
+    });
+    const { refresher, source, observed, log } = setup({ store: backend.replica('a'), clock });
+    const started = refresher.start();
+    await clock.flush();
+    expect(refresher.status().ready).toBe(false);
+    commitNow();
+    await otherDone;
+    await started;
+    expect(source.grants).toBe(0);
+    expect(refresher.current()?.accessToken).toBe('from-b');
+    expect(observed).toEqual(['adopted']);
+    expect(log.events('token.acquired')[0]).toMatchObject({ adopted: true });
+  });
+
+  it('adopts newer tokens other replicas commit, and ignores older ones', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const { refresher, source } = setup({ store: backend.replica('a'), clock });
+    await refresher.start();
+    await clock.advance(10 * SECOND);
+    backend.write(NAME, { access: sharedToken(clock, 'newer') });
+    await clock.flush();
+    expect(refresher.current()?.accessToken).toBe('newer');
+    backend.write(NAME, { access: { ...sharedToken(clock, 'older'), expiresAt: clock.now() + SECOND } });
+    await clock.flush();
+    expect(refresher.current()?.accessToken).toBe('newer');
+    // The schedule follows the adopted token: due 45 s after it was obtained, not at-1's.
+    await clock.advance(45 * SECOND - 1);
+    expect(source.grants).toBe(1);
+    await clock.advance(1);
+    expect(source.grants).toBe(2);
+  });
+
+  it('adopts a fresh stored token under the lease instead of granting (another replica was faster)', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const { refresher, source, observed } = setup({ store: backend.replica('a'), clock });
+    await refresher.start();
+    await clock.advance(45 * SECOND - 1);
+    // b commits without a's watch noticing (pub/sub message lost), just before a's timer.
+    backend.states.set(NAME, { access: sharedToken(clock, 'from-b') });
+    await clock.advance(1);
+    expect(source.grants).toBe(1);
+    expect(refresher.current()?.accessToken).toBe('from-b');
+    expect(observed).toEqual(['success', 'adopted']);
+  });
+
+  it('on LEASE_LOST at commit writes nothing, then retries and adopts what the new holder committed', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock, 15_000);
+    const { refresher, source, log } = setup({ store: backend.replica('a'), clock, random: 0 });
+    const release = source.hold();
+    const started = refresher.start();
+    await clock.flush();
+    // Another replica takes over the lease (a's renewal failed) without a noticing in time...
+    const lease = backend.leases.get(NAME)!;
+    backend.leases.set(NAME, { ...lease, holder: 'b', fence: lease.fence + 100 });
+    // ...and commits its own token.
+    backend.write(NAME, { access: sharedToken(clock, 'from-b') });
+    release();
+    await started;
+    expect(log.events('lease.lost')).toHaveLength(1);
+    expect(log.events('token.refresh_failed')[0]).toMatchObject({ error: { code: 'LEASE_LOST' } });
+    expect(backend.states.get(NAME)?.access?.accessToken).toBe('from-b'); // not overwritten by at-1
+    expect(backend.commits).toBe(1);
+    await clock.advance(20 * SECOND);
+    expect(refresher.current()?.accessToken).toBe('from-b');
+    expect(refresher.status().ready).toBe(true);
+  });
+
+  it('two replicas sharing one store make one grant per cycle and never replay a rotated refresh token', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const idp = new FakeSource({ clock, lifetimeMs: MINUTE, rotate: true, seed: 'seed-1' });
+    const replicas = ['a', 'b'].map((holder, i) => {
+      const r = new Refresher({
+        config: tokenConfig({ grant: 'refresh_token' }),
+        source: idp,
+        store: backend.replica(holder),
+        clock,
+        random: () => (i === 0 ? 0 : 0.5), // a due at 75 %, b at 70 %
+        logger: logSink().logger,
+      });
+      running.push(r);
+      return r;
+    });
+    await Promise.all(replicas.map((r) => r.start()));
+    expect(idp.grants).toBe(1);
+    await clock.advance(10 * MINUTE);
+    expect(idp.reuses).toBe(0);
+    // b refreshes at 42 s of each token's life; a adopts b's commits and never needs to grant.
+    expect(idp.grants).toBe(1 + Math.floor((10 * MINUTE) / (42 * SECOND)));
+    expect(replicas[0]!.current()?.accessToken).toBe(replicas[1]!.current()?.accessToken);
+    expect(backend.states.get(NAME)?.refreshToken).toBe(`rt-${idp.issued}`);
+  });
+
+  it('client_credentials: grants locally without the lease while the store is down, and keeps serving', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const replica = backend.replica('a');
+    const { refresher, source } = setup({ store: replica, clock });
+    await refresher.start();
+    backend.available = false;
+    await clock.advance(45 * SECOND);
+    expect(source.grants).toBe(2);
+    expect(refresher.current()?.accessToken).toBe('at-2');
+    expect(replica.calls.filter((c) => c === 'withLease')).toHaveLength(1);
+  });
+
+  it('refresh_token: does not grant while the store is down, serves the held token until expiry, retries with backoff', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const { refresher, source, log } = setup({ store: backend.replica('a'), clock, grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    backend.available = false;
+    await clock.advance(45 * SECOND);
+    expect(source.grants).toBe(1);
+    expect(refresher.current()?.accessToken).toBe('at-1');
+    expect(log.events('token.refresh_failed')[0]).toMatchObject({ error: { code: 'STORE_UNAVAILABLE' } });
+    await clock.advance(15 * SECOND);
+    expect(refresher.current()).toBeUndefined();
+    expect(source.grants).toBe(1);
+    expect(source.reuses).toBe(0);
+
+    backend.available = true;
+    await clock.advance(2 * SECOND); // random 0: retries every minMs
+    expect(source.presented).toEqual(['seed-1', 'rt-1']);
+    expect(refresher.status().ready).toBe(true);
+  });
+});
