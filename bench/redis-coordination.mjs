@@ -5,14 +5,14 @@
 // (build/dev/idp.js, built here with tsconfig.dev.json when missing) and a private redis-server.
 //
 //   node bench/redis-coordination.mjs                  # 1,2,4,8 replicas, 8 cycles of 1.8 s each (~1.5 min)
-//   BENCH_REPLICAS=1,4 BENCH_CYCLES=3 node bench/redis-coordination.mjs
+//   BENCH_REPLICAS=1,4 BENCH_CYCLES=3 BENCH_LOG_DIR=/tmp/logs node bench/redis-coordination.mjs
 //
 // A cycle is the mean refresh interval: the access-token lifetime (BENCH_TTL seconds, default 4)
 // times the mean jittered refresh fraction (refreshAt 0.5 minus up to 0.1, so 0.45). Grants are
 // counted by the IdP itself; start-up grants are reported apart, and every run is also compared
 // with the 1-replica run (the grant count should match a single instance).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -78,9 +78,10 @@ function getToken(base) {
 }
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-/** Starts one `tokend run`; resolves once it logged its URL. */
-function startReplica(config) {
+/** Starts one `tokend run`; resolves once it logged its URL. BENCH_LOG_DIR keeps each replica's log. */
+function startReplica(config, label) {
   const child = spawn(process.execPath, [CLI, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (process.env.BENCH_LOG_DIR) child.stdout.pipe(createWriteStream(path.join(process.env.BENCH_LOG_DIR, `${label}.ndjson`)));
   let buf = '';
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c));
@@ -142,12 +143,12 @@ async function scenario(n, ctx) {
           refreshAt: REFRESH_AT,
         },
       },
-      logLevel: 'info', // server.listening (the URL) is an info line
+      logLevel: process.env.BENCH_LOG_LEVEL ?? 'info', // server.listening (the URL) is an info line
     }),
   );
 
   const before = ctx.idp.stats();
-  const replicas = await Promise.all(Array.from({ length: n }, () => startReplica(config)));
+  const replicas = await Promise.all(Array.from({ length: n }, (_, i) => startReplica(config, `replicas-${n}-${i + 1}`)));
   // Ready = every replica serves a token.
   for (const r of replicas) {
     for (let i = 0; (await getToken(r.url)).status !== 200; i++) {

@@ -70,6 +70,10 @@ interface AttemptOptions {
  * - an expired token is never handed out;
  * - with a shared store, grants happen only under the fleet lease and are committed fenced.
  */
+/** Lease attempts in one refresh before counting it as failed (the holder's lease lapsed without a commit). */
+const MAX_LEASE_ROUNDS = 3;
+const LEASE_LAPSE_SLACK_MS = 25;
+
 export class Refresher implements TokenHandle {
   readonly name: string;
   private readonly config: TokenConfig;
@@ -459,20 +463,49 @@ export class Refresher implements TokenHandle {
   // ---------------------------------------------------------------- shared store
 
   private async attemptShared(store: SharedStore, creds: Credentials, opts: AttemptOptions): Promise<RefreshResult> {
-    if (!store.isAvailable()) return this.whenStoreDown(undefined);
+    // A holder that dies (or loses Redis) mid-grant lets its lease lapse without a commit: take
+    // the lease right then instead of backing off, so a dead leader costs one lease period.
+    for (let round = 1; ; round++) {
+      if (!store.isAvailable()) return this.whenStoreDown(undefined);
+      const outcome = await this.underLease(store, creds, opts);
+      if (outcome.acquired) return outcome.value;
+
+      // Another replica is refreshing: wait for its commit (or its lease to lapse), then adopt.
+      const committed = await this.waitForCommit(outcome.holderTtlMs);
+      const state = await store.load(this.name);
+      if (this.canAdopt(state, creds, opts, false)) {
+        this.publish(state.access, 'adopted');
+        return 'adopted';
+      }
+      if (committed || round >= MAX_LEASE_ROUNDS) {
+        throw new TokendError('LEASE_LOST', `token ${this.name}: another replica holds the refresh lease and committed no newer token`);
+      }
+    }
+  }
+
+  private async underLease(store: SharedStore, creds: Credentials, opts: AttemptOptions): Promise<LeaseOutcome<RefreshResult>> {
     let granted: GrantResult | undefined;
-    let outcome: LeaseOutcome<RefreshResult>;
     try {
-      outcome = await store.withLease(this.name, async (lease): Promise<RefreshResult> => {
+      return await store.withLease(this.name, async (lease): Promise<RefreshResult> => {
         this.log.debug({ event: EVENTS.leaseAcquired, fence: lease.fence }, 'refresh lease acquired');
         const state = await store.load(this.name);
         if (this.canAdopt(state, creds, opts, true)) {
           this.publish(state.access, 'adopted');
           return 'adopted';
         }
+        let held = state.refreshToken;
+        let heldSeedHash = state.seedHash;
+        if (held === undefined && this.refreshToken !== undefined && this.config.grant === 'refresh_token') {
+          // The shared store lost its refresh token (FLUSHALL, failover to an empty replica). The
+          // one this replica holds is the newest it has seen (every commit reaches it by watch);
+          // falling back to the seed would present a consumed token and get the grant revoked.
+          this.log.warn({ event: EVENTS.storeRestored, what: 'refresh_token' }, 'the shared store lost the refresh token; using the one held in memory');
+          held = this.refreshToken;
+          heldSeedHash = this.refreshTokenSeedHash;
+        }
         const { rt, seedHash } =
           this.config.grant === 'refresh_token'
-            ? this.pickRefreshToken(state.refreshToken, state.seedHash, creds)
+            ? this.pickRefreshToken(held, heldSeedHash, creds)
             : { rt: undefined, seedHash: undefined };
         const result = await this.obtain(rt, AbortSignal.any([this.abort.signal, lease.signal]));
         granted = result;
@@ -481,19 +514,9 @@ export class Refresher implements TokenHandle {
         return 'success';
       });
     } catch (err) {
-      if (hasCode(err, 'STORE_UNAVAILABLE')) return this.whenStoreDown(err, granted);
+      if (hasCode(err, 'STORE_UNAVAILABLE')) return { acquired: true, value: await this.whenStoreDown(err, granted) };
       throw err;
     }
-    if (outcome.acquired) return outcome.value;
-
-    // Another replica is refreshing: wait for its commit (or its lease to lapse), then adopt.
-    await this.waitForCommit(outcome.holderTtlMs);
-    const state = await store.load(this.name);
-    if (this.canAdopt(state, creds, opts, false)) {
-      this.publish(state.access, 'adopted');
-      return 'adopted';
-    }
-    throw new TokendError('LEASE_LOST', `token ${this.name}: another replica holds the refresh lease and committed no newer token`);
   }
 
   private async commit(
@@ -510,6 +533,7 @@ export class Refresher implements TokenHandle {
       const write = store.commit(lease, { access: result.token, refreshToken, seedHash });
       this.track(write.catch(() => undefined));
       await write;
+      if (refreshToken !== undefined) this.rememberRefreshToken(refreshToken, seedHash, rotated ? rt : undefined);
     } catch (err) {
       if (hasCode(err, 'LEASE_LOST')) {
         this.log.warn({ event: EVENTS.leaseLost, error: errorSummary(err) }, 'lost the refresh lease before committing; nothing written');
@@ -562,9 +586,72 @@ export class Refresher implements TokenHandle {
   }
 
   /** Watch notification: another replica (or we) committed. */
+  private rememberRefreshToken(rt: string, seedHash: string | undefined, consumed: string | undefined): void {
+    if (consumed !== undefined) this.consumed.add(secretHash(consumed));
+    if (this.consumed.has(secretHash(rt))) return;
+    this.refreshToken = rt;
+    this.refreshTokenSeedHash = seedHash;
+  }
+
+  /** True when the shared store lacks what this replica holds (data loss), so it should be written back. */
+  private storeLost(state: StoredState): boolean {
+    if (!this.shared || !this.shared.isAvailable() || this.inflight !== undefined) return false;
+    const rtLost = this.config.grant === 'refresh_token' && state.refreshToken === undefined && this.refreshToken !== undefined;
+    const held = this.current();
+    const accessLost = held !== undefined && (state.access === undefined || state.access.expiresAt < held.expiresAt - 1_000);
+    return rtLost || accessLost;
+  }
+
+  private restoring: Promise<void> | undefined;
+
+  /**
+   * Writes back what the shared store lost (Redis FLUSHALL, restart without persistence, failover
+   * to an empty replica): under the lease and fenced, so a newer commit is never overwritten.
+   */
+  private restoreShared(): Promise<void> {
+    const store = this.shared;
+    if (!store) return Promise.resolve();
+    this.restoring ??= (async () => {
+      try {
+        await store.withLease(this.name, async (lease) => {
+          const state = await store.load(this.name);
+          if (!this.storeLost(state)) return;
+          const held = this.current();
+          if (held === undefined) return;
+          const rtLost = this.config.grant === 'refresh_token' && state.refreshToken === undefined && this.refreshToken !== undefined;
+          await store.commit(lease, {
+            access: held,
+            refreshToken: rtLost ? this.refreshToken : undefined,
+            seedHash: rtLost ? this.refreshTokenSeedHash : undefined,
+          });
+          this.log.warn(
+            { event: EVENTS.storeRestored, what: rtLost ? 'refresh_token' : 'access_token' },
+            'the shared store had lost this token; wrote back the copy held in memory',
+          );
+        });
+      } catch (err) {
+        this.log.debug({ error: errorSummary(err) }, 'could not write back to the shared store; will try again');
+      } finally {
+        this.restoring = undefined;
+      }
+    })();
+    return this.restoring;
+  }
+
   private onCommitted(state: StoredState): void {
     for (const wake of this.commitWaiters) wake();
     this.commitWaiters.clear();
+    if (this.stopped || this.revoked) return;
+    // Keep the fleet's newest refresh token in memory: if the shared store loses its data, a
+    // replica can put it back instead of falling back to a consumed seed.
+    if (
+      this.config.grant === 'refresh_token' &&
+      state.refreshToken !== undefined &&
+      (this.seedHash === undefined || state.seedHash === this.seedHash)
+    ) {
+      this.rememberRefreshToken(state.refreshToken, state.seedHash, undefined);
+    }
+    if (this.storeLost(state)) void this.restoreShared();
     // An attempt in flight re-reads the store itself (and adopts from there); our own commits
     // arrive here too while we hold the lease.
     if (this.stopped || this.revoked || this.inflight !== undefined) return;
@@ -581,29 +668,35 @@ export class Refresher implements TokenHandle {
     this.scheduleRefreshOf(access);
   }
 
-  /** Resolves on the next watch notification or after ms; rejects when stopped. */
-  private waitForCommit(ms: number): Promise<void> {
+  /** Resolves true on the next watch notification, false after ms; rejects when stopped. */
+  private waitForCommit(ms: number): Promise<boolean> {
     const signal = this.abort.signal;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<boolean>((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
       const done = (): void => {
         this.commitWaiters.delete(wake);
         signal.removeEventListener('abort', onAbort);
+        timerController.abort();
       };
       const wake = (): void => {
         done();
-        timerController.abort();
-        resolve();
+        resolve(true);
       };
       const onAbort = (): void => {
         done();
-        timerController.abort();
         reject(signal.reason);
       };
       const timerController = new AbortController();
       this.commitWaiters.add(wake);
       signal.addEventListener('abort', onAbort, { once: true });
-      sleep(this.clock, Math.max(0, ms), timerController.signal).then(wake, () => undefined);
+      // A few ms past the holder's TTL, so its lease has surely lapsed when we try again.
+      sleep(this.clock, Math.max(0, ms) + LEASE_LAPSE_SLACK_MS, timerController.signal).then(
+        () => {
+          done();
+          resolve(false);
+        },
+        () => undefined,
+      );
     });
   }
 
@@ -704,6 +797,11 @@ export class Refresher implements TokenHandle {
       return;
     }
     if (this.inflight) return;
+    if (this.shared && this.shared.isAvailable()) {
+      // FLUSHALL and an empty failover replica announce nothing: look.
+      const state = await this.shared.load(this.name).catch(() => undefined);
+      if (state !== undefined && this.storeLost(state)) await this.restoreShared();
+    }
     // Timers run on monotonic time; the wall clock decides whether a refresh is overdue.
     if (this.nextAttemptAt === undefined || this.clock.now() >= this.nextAttemptAt) void this.refresh({ needTtlMs: 0 });
   }

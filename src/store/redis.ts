@@ -116,7 +116,7 @@ interface ActiveLease {
 /**
  * The Redis store (ioredis). Keys for token NAME under PREFIX:
  * - `PREFIX+NAME`: the raw access token, PX = its remaining lifetime (never served expired);
- * - `PREFIX+NAME:meta`: the codec's metadata JSON, same PX;
+ * - `PREFIX+NAME:meta`: the codec's metadata JSON (plus `expires_at_ms`, `obtained_at_ms`), same PX;
  * - `PREFIX+NAME:state`: `{version, refresh_token, seed_hash, updated_at, generation}`, no TTL,
  *   refresh_token as `enc:v1:...` when an encryption key is configured;
  * - `PREFIX+NAME:lease`: the refresh lease holder's id, PX = lease length;
@@ -340,7 +340,7 @@ export class RedisStore implements SharedStore {
     if (rawMeta === undefined || rawAccess === undefined) return undefined;
     let token: AccessToken;
     try {
-      token = decodeMeta(rawMeta);
+      token = decodeMetaMs(rawMeta);
     } catch (err) {
       this.onCorrupt(name, keys.meta, messageOf(err));
       return undefined;
@@ -440,10 +440,10 @@ export class RedisStore implements SharedStore {
       if (update.access) {
         px = Math.floor(update.access.expiresAt - now);
         const stored = snap.access;
-        // Only the newest token is written; metadata keeps whole seconds, so compare those.
-        const stale = stored !== undefined && Math.floor(update.access.expiresAt / 1000) * 1000 < stored.expiresAt;
+        // Only the newest token is written (a stale write is dropped).
+        const stale = stored !== undefined && Math.floor(update.access.expiresAt) < stored.expiresAt;
         if (px > 0 && !stale) {
-          metaValue = encodeMeta(update.access);
+          metaValue = encodeMetaMs(update.access);
           accessValue = update.access.accessToken;
           writeAccess = true;
         } else {
@@ -715,12 +715,12 @@ export class RedisStore implements SharedStore {
       if (!this.wasReady || this.outageLogged || this.closed || this.closing) return;
       this.outageLogged = true;
       const err = this.lastError ? { type: 'Error', message: this.lastError } : undefined;
-      this.logger.warn({ err, where: this.where }, 'redis unreachable; serving held tokens and reconnecting');
+      this.logger.warn({ event: EVENTS.storeUnavailable, err, where: this.where }, 'redis unreachable; serving held tokens and reconnecting');
     });
     client.on('ready', () => {
       this.lastError = undefined;
       if (this.wasReady) {
-        this.logger.info({ where: this.where }, 'redis reachable again');
+        this.logger.info({ event: EVENTS.storeAvailable, where: this.where }, 'redis reachable again');
         // Commits may have been missed meanwhile, and Redis may have come back empty.
         this.notifyAll();
       }
@@ -770,6 +770,25 @@ export function parseUrl(text: string): ParsedUrl {
     tls: u.protocol === 'rediss:',
     safe: `${safeUrl.protocol}//${safeUrl.username ? `${safeUrl.username}@` : ''}${safeUrl.host}${safeUrl.pathname}`,
   };
+}
+
+/**
+ * The codec's metadata plus `expires_at_ms` and `obtained_at_ms`. Whole seconds are enough for a
+ * service reading the token, but replicas schedule their refresh from an adopted token's times:
+ * rounded down, they would refresh up to a second early, and all of them on the same schedule.
+ */
+function encodeMetaMs(token: AccessToken): string {
+  const doc = JSON.parse(encodeMeta(token)) as Record<string, unknown>;
+  return JSON.stringify({ ...doc, expires_at_ms: Math.floor(token.expiresAt), obtained_at_ms: Math.floor(token.obtainedAt) });
+}
+
+/** decodeMeta, refined by the millisecond fields when they agree with the whole seconds. */
+function decodeMetaMs(text: string): AccessToken {
+  const token = decodeMeta(text);
+  const doc = JSON.parse(text) as { expires_at_ms?: unknown; obtained_at_ms?: unknown };
+  const refine = (ms: unknown, secondsMs: number): number =>
+    typeof ms === 'number' && Number.isSafeInteger(ms) && ms >= secondsMs && ms < secondsMs + 1000 ? ms : secondsMs;
+  return { ...token, expiresAt: refine(doc.expires_at_ms, token.expiresAt), obtainedAt: refine(doc.obtained_at_ms, token.obtainedAt) };
 }
 
 function toStoredState(snap: Snapshot): StoredState {

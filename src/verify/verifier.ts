@@ -73,8 +73,8 @@ interface Discovered {
   readonly config: oidc.Configuration;
   /** Whether the issuer publishes a usable jwks_uri. */
   readonly hasJwks: boolean;
-  /** The key for this header if it is already known (no I/O, no promise), else undefined. */
-  readonly knownKey: (header: JWSHeaderParameters) => VerificationKey | undefined;
+  /** The key for (alg, kid) if it is already known (no I/O, no promise), else undefined. */
+  readonly knownKey: (alg: string, kid: string | undefined) => VerificationKey | undefined;
   /** Resolves the key of a JWS: the HMAC secret for HS*, else from the JWKS (may fetch it). Built once. */
   readonly getKey: JWTVerifyGetKey;
   readonly canIntrospect: boolean;
@@ -219,10 +219,10 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
       throw unavailable(state, 'JWKS fetch', err);
     };
     return {
-      knownKey(header) {
-        if (header.alg?.startsWith('HS')) return state.hmacBytes;
+      knownKey(alg, kid) {
+        if (alg.startsWith('HS')) return state.hmacBytes;
         if (!jwks?.fresh) return undefined;
-        return known.get(`${header.alg} ${header.kid}`);
+        return known.get(`${alg} ${kid}`);
       },
       getKey(header, token) {
         // jose has already refused any alg outside the allowed list, so HS* here means a secret is configured.
@@ -259,6 +259,8 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     const peeked = peekJwt(token);
     if (!peeked) return reject('malformed');
     const { header, payload: unverified } = peeked;
+    const { alg, kid } = header;
+    if (typeof alg !== 'string' || (kid !== undefined && typeof kid !== 'string')) return reject('malformed');
     const iss = unverified.iss;
     const state = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
     if (!state) return reject('issuer');
@@ -269,7 +271,7 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     }
     const options = { ...state.verifyOptions, currentDate: new Date(clock.now()) };
     // The hot path: a key already resolved means no I/O, so nothing to abort either.
-    const key = discovered.knownKey(header);
+    const key = discovered.knownKey(alg, kid);
     try {
       const { payload } = await (key
         ? jwtVerify(token, key, options)

@@ -80,6 +80,8 @@ describe('RedisStore key layout', () => {
       expires_at: Math.floor(t.expiresAt / 1000),
       obtained_at: Math.floor(t.obtainedAt / 1000),
       scope: 'orders:read',
+      expires_at_ms: t.expiresAt,
+      obtained_at_ms: t.obtainedAt,
     });
 
     const state = JSON.parse((await admin.get(`${prefix}orders:state`)) ?? 'null') as Record<string, unknown>;
@@ -91,7 +93,9 @@ describe('RedisStore key layout', () => {
     expect(loaded.refreshToken).toBe('rt-layout-1');
     expect(loaded.seedHash).toBe(seedHash);
     expect(loaded.access?.accessToken).toBe('at-layout-1');
-    expect(loaded.access?.expiresAt).toBe(Math.floor(t.expiresAt / 1000) * 1000);
+    // Milliseconds survive, so replicas adopting it schedule their refresh exactly.
+    expect(loaded.access?.expiresAt).toBe(t.expiresAt);
+    expect(loaded.access?.obtainedAt).toBe(t.obtainedAt);
     expect(corrupt).toEqual([]);
   });
 
@@ -254,6 +258,13 @@ describe('RedisStore treats what it reads as untrusted', () => {
     await admin.set(`${prefix}mixed`, 'at-injected', 'KEEPTTL');
     expect((await store.load('mixed')).access).toBeUndefined();
     expect(corrupt.at(-1)).toMatchObject({ what: `${prefix}mixed` });
+
+    // Millisecond fields that contradict the whole seconds are ignored, not trusted.
+    const sec = Math.floor(Date.now() / 1000) + 60;
+    const forged = { access_token: 'at-ms', token_type: 'Bearer', expires_at: sec, obtained_at: sec - 60, expires_at_ms: sec * 1000 + 5_000_000 };
+    await admin.set(`${prefix}ms`, 'at-ms', 'PX', 60_000);
+    await admin.set(`${prefix}ms:meta`, JSON.stringify(forged), 'PX', 60_000);
+    expect((await store.load('ms')).access?.expiresAt).toBe(sec * 1000);
 
     // A non-string value is overwritten by the next write, not a reason to fail forever.
     await store.saveRefreshToken('hash', 'rt-replaced', undefined);

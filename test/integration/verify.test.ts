@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as oidc from 'openid-client';
 import { SignJWT, decodeProtectedHeader, generateKeyPair } from 'jose';
-import { startDevIdp, startProxiedIdp, type DevIdp, type ProxiedIdp } from '../support/idp.js';
+import { startDevIdp, startProxiedIdp, type ProxiedIdp } from '../support/idp.js';
 import { systemClock, type Clock } from '../../src/clock.js';
 import type { VerifyIssuerConfig } from '../../src/config/types.js';
 import { TokendError } from '../../src/errors.js';

@@ -35,6 +35,8 @@ interface LocalIdp {
   published: SigningKey[];
   jwksStatus: number;
   discoveryStatus: number;
+  /** Leave discovery requests unanswered (until close). */
+  discoveryHangs: boolean;
   /** Answers an introspection request for token (client already authenticated). */
   introspect: (token: string) => IntrospectionAnswer;
   close(): Promise<void>;
@@ -52,6 +54,7 @@ async function startLocalIdp(opts: { introspection?: boolean } = {}): Promise<Lo
     published: [],
     jwksStatus: 200,
     discoveryStatus: 200,
+    discoveryHangs: false,
     introspect: () => ({ status: 200, body: { active: false } }),
     close: () =>
       new Promise<void>((resolve) => {
@@ -69,6 +72,7 @@ async function startLocalIdp(opts: { introspection?: boolean } = {}): Promise<Lo
     req.on('end', () => {
       if (req.url === '/.well-known/openid-configuration') {
         idp.counts.discovery++;
+        if (idp.discoveryHangs) return;
         if (idp.discoveryStatus !== 200) return send(res, idp.discoveryStatus, { error: 'server_error' });
         return send(res, 200, {
           issuer,
@@ -266,6 +270,8 @@ describe('JWT access tokens', () => {
     ['three parts that are not JSON', () => 'a.b.c'],
     ['a header that is not an object', () => `${b64('x')}.${b64({ iss: idp.issuer, aud: AUD })}.sig`],
     ['a payload that is not JSON', () => `${b64({ alg: 'ES256' })}.bm90LWpzb24.sig`],
+    ['an alg that is not a string', () => `${b64({ alg: 256, kid: 'k1' })}.${b64({ iss: idp.issuer, aud: AUD })}.sig`],
+    ['a kid that is not a string', () => `${b64({ alg: 'ES256', kid: { k: 1 } })}.${b64({ iss: idp.issuer, aud: AUD })}.sig`],
     ['an oversized credential', () => 'a'.repeat(20_000)],
   ])('refuses %s: malformed', async (_what, token) => {
     expect(await verifier().verify(token())).toEqual({ active: false, reason: 'malformed' });
@@ -369,11 +375,47 @@ describe('JWKS caching and key rotation', () => {
     expect(idp.counts.discovery).toBe(2);
   });
 
-  it('rejects with the abort reason when the caller goes away', async () => {
+  it('rejects with the abort reason when the caller has gone away', async () => {
     const ac = new AbortController();
     const reason = new Error('client closed');
     ac.abort(reason);
     await expect(verifier().verify(await sign(), ac.signal)).rejects.toBe(reason);
+  });
+
+  it('stops waiting for a hanging IdP as soon as the caller aborts', async () => {
+    idp.discoveryHangs = true;
+    const ac = new AbortController();
+    const pending = verifier().verify(await sign(), ac.signal);
+    await vi.waitFor(() => expect(idp.counts.discovery).toBe(1));
+    const reason = new Error('client closed');
+    ac.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+  });
+
+  it('stops accepting a key the IdP removed once the cached JWKS is stale', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const v = verifier([issuerConfig()], { jwksCacheMaxAgeMs: 600_000 });
+    const old = await sign();
+    expect((await v.verify(old)).active).toBe(true);
+    idp.published = [await newKey('k2')];
+    vi.setSystemTime(Date.now() + 300_000);
+    expect((await v.verify(old)).active).toBe(true); // still inside the cache lifetime
+    vi.setSystemTime(Date.now() + 301_000);
+    expect(await v.verify(old)).toEqual({ active: false, reason: 'unknown_key' });
+    expect(idp.counts.jwks).toBe(2);
+  });
+
+  it('refuses a removed key right after a refetch triggered by a new kid', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const v = verifier();
+    const old = await sign();
+    expect((await v.verify(old)).active).toBe(true);
+    const k2 = await newKey('k2');
+    idp.published = [k2];
+    vi.setSystemTime(Date.now() + 31_000);
+    expect((await v.verify(await sign({}, {}, k2))).active).toBe(true);
+    expect(await v.verify(old)).toEqual({ active: false, reason: 'unknown_key' });
+    expect(idp.counts.jwks).toBe(2);
   });
 });
 
