@@ -2,15 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { TokendError, ConfigError } from './errors.js';
-import { loadConfigFile } from './config/load.js';
-import { checkSecretFiles } from './config/secrets.js';
 import type { Config } from './config/types.js';
-import { startDaemon } from './daemon.js';
 import { sidecarGet, DEFAULT_URL } from './client.js';
-import { createTokenSource } from './oauth/grants.js';
-import { systemClock } from './clock.js';
-import { revokeToken } from './revoke.js';
-import { runVerifyCommand } from './verify/cli.js';
+// The daemon, grants and verifier are imported lazily by the commands that need them: `tokend
+// health` runs as a Kubernetes exec probe every few seconds and must start small and fast.
 
 /** Exit codes, in one place (contract: 0 ok, 1 fatal / IdP unreachable / invalid, 2 bad config). */
 export const EXIT = { ok: 0, failure: 1, config: 2 } as const;
@@ -47,6 +42,8 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
   const overrides: { listen?: string; logLevel?: string } = {};
   if (opts.listen !== undefined) overrides.listen = opts.listen;
   if (opts.logLevel !== undefined) overrides.logLevel = opts.logLevel;
+  const { loadConfigFile } = await import('./config/load.js');
+  const { checkSecretFiles } = await import('./config/secrets.js');
   const config = await loadConfigFile(path, { env: process.env, overrides });
   const problems = await checkSecretFiles(config);
   if (problems.length > 0) throw new ConfigError(problems);
@@ -55,6 +52,7 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
 
 async function cmdRun(opts: ConfigOpts): Promise<number> {
   const config = await loadConfig(opts);
+  const { startDaemon } = await import('./daemon.js');
   const daemon = await startDaemon(config);
   return new Promise<number>((resolve) => {
     let signalled = false;
@@ -86,6 +84,8 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
 
 async function cmdCheck(opts: ConfigOpts): Promise<number> {
   const config = await loadConfig(opts);
+  const { createTokenSource } = await import('./oauth/grants.js');
+  const { systemClock } = await import('./clock.js');
   const lines: string[] = [];
   let unreachable = 0;
   lines.push(`config ok: ${config.tokens.length} token(s), store ${config.store.type}, listen ${describeListen(config)}`);
@@ -129,17 +129,39 @@ async function cmdGet(name: string, opts: { url?: string; minTtl?: string }): Pr
   return EXIT.failure;
 }
 
-async function cmdHealth(opts: { url?: string; ready?: boolean }): Promise<number> {
+async function cmdHealth(opts: { url?: string; ready?: boolean; wait?: string }): Promise<number> {
   const base = opts.url ?? process.env.TOKEND_URL ?? DEFAULT_URL;
-  const res = await sidecarGet(base, opts.ready ? '/readyz' : '/healthz', { timeoutMs: 2_000 });
-  if (res.status === 200) return EXIT.ok;
-  process.stderr.write(`tokend: ${opts.ready ? 'not ready' : 'not healthy'}: ${res.body.slice(0, 500)}\n`);
+  const path = opts.ready ? '/readyz' : '/healthz';
+  let waitMs = 0;
+  if (opts.wait !== undefined) {
+    const seconds = Number(opts.wait);
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(opts.wait) || !Number.isFinite(seconds) || seconds > 3600) {
+      throw new ConfigError([`--wait: expected seconds between 0 and 3600, got ${JSON.stringify(opts.wait.slice(0, 20))}`]);
+    }
+    waitMs = seconds * 1000;
+  }
+  const deadline = Date.now() + waitMs;
+  let last = '';
+  for (;;) {
+    try {
+      const res = await sidecarGet(base, path, { timeoutMs: 2_000 });
+      if (res.status === 200) return EXIT.ok;
+      last = `HTTP ${res.status} ${res.body.slice(0, 500)}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    // --wait polls (as a postStart hook holding the application back does); without it, one try.
+    if (Date.now() + 500 > deadline) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  process.stderr.write(`tokend: ${opts.ready ? 'not ready' : 'not healthy'}: ${last}\n`);
   return EXIT.failure;
 }
 
 async function cmdVerify(opts: ConfigOpts): Promise<number> {
   const config = await loadConfig(opts);
   const input = readFileSync(0, 'utf8').trim();
+  const { runVerifyCommand } = await import('./verify/cli.js');
   return runVerifyCommand(config, input, (s) => process.stdout.write(s + '\n'));
 }
 
@@ -147,6 +169,7 @@ async function cmdRevoke(name: string, opts: ConfigOpts): Promise<number> {
   const config = await loadConfig(opts);
   const tc = config.tokens.find((t) => t.name === name);
   if (!tc) throw new ConfigError([`NAME: no token named ${JSON.stringify(name.slice(0, 64))} in the configuration`]);
+  const { revokeToken } = await import('./revoke.js');
   const summary = await revokeToken(config, tc);
   process.stdout.write(summary + '\n');
   return EXIT.ok;
@@ -194,7 +217,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('probe a running sidecar: exit 0 when /healthz (or /readyz with --ready) answers 200')
     .option('--ready', 'check readiness (every token valid) instead of liveness')
     .option('--url <url>', `sidecar URL; default $TOKEND_URL or ${DEFAULT_URL}`)
-    .action(wrap((o: { url?: string; ready?: boolean }) => cmdHealth(o)));
+    .option('--wait <seconds>', 'keep asking every 0.5 s until it answers 200 or this many seconds pass')
+    .action(wrap((o: { url?: string; ready?: boolean; wait?: string }) => cmdHealth(o)));
   withConfig(program.command('verify').description('verify a token read from stdin; exit 0 valid, 1 invalid')).action(
     wrap((o: ConfigOpts) => cmdVerify(o)),
   );

@@ -15,6 +15,7 @@ import { RedisStore } from './store/redis.js';
 import { loadEncryptionKey } from './store/crypto.js';
 import { createTokenServer, type TokenServer } from './server/http.js';
 import { Metrics } from './server/metrics.js';
+import { createMetricsServer, type MetricsServer } from './server/metrics-server.js';
 import { createVerifier, type Verifier } from './verify/verifier.js';
 
 /** What the composition root may be given instead of the real thing (tests inject these). */
@@ -114,6 +115,18 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     throw err;
   }
   logger.info({ event: EVENTS.listening, url }, 'endpoint listening');
+  let metricsServer: MetricsServer | undefined;
+  if (config.metricsListen) {
+    metricsServer = createMetricsServer(metrics);
+    try {
+      const metricsUrl = await metricsServer.listen(config.metricsListen);
+      logger.info({ event: EVENTS.listening, url: metricsUrl, only: '/metrics' }, 'metrics listening');
+    } catch (err) {
+      await server.close();
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
 
   await Promise.all(refreshers.map((r) => r.start()));
 
@@ -149,6 +162,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         }),
       );
       await server.close();
+      await metricsServer?.close();
       await verifier?.close();
       await store.close();
       logger.info({ event: EVENTS.daemonStopped }, 'stopped');

@@ -415,6 +415,11 @@ function checkVerifyIssuer(ctx: Ctx, v: Obj): void {
   checkInsecureHttp(ctx, v, ['issuer']);
 }
 
+function sameAddress(a: ListenAddress, b: ListenAddress): boolean {
+  if (a.kind === 'unix' || b.kind === 'unix') return a.kind === 'unix' && b.kind === 'unix' && a.path === b.path;
+  return a.port !== 0 && a.port === b.port;
+}
+
 function checkTop(ctx: Ctx, c: Obj): void {
   const l = c['listen'];
   if (typeof l === 'object' && l !== null && (l as ListenAddress).kind === 'tcp') {
@@ -422,6 +427,10 @@ function checkTop(ctx: Ctx, c: Obj): void {
     if (!isLoopbackHost(host) && c['allowRemote'] !== true) {
       report(ctx, ['listen'], `${host} is not a loopback address; set allowRemote: true to listen on it`);
     }
+  }
+  const m = c['metricsListen'];
+  if (typeof l === 'object' && l !== null && typeof m === 'object' && m !== null && sameAddress(l as ListenAddress, m as ListenAddress)) {
+    report(ctx, ['metricsListen'], 'must differ from listen');
   }
   const tokens = c['tokens'];
   const noTokens =
@@ -533,6 +542,8 @@ export const configFileSchema = z
   .strictObject({
     listen: listen.default(() => parseListen(DEFAULT_LISTEN)),
     allowRemote: bool.default(false),
+    // A metrics-only listener serves no token, so it may bind a pod address without allowRemote.
+    metricsListen: listen.optional(),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     reconcile: cron.default(DEFAULT_RECONCILE_CRON),
     store: storeSchema.default(() => ({ type: 'memory' as const })),
@@ -692,6 +703,7 @@ function toConfig(f: ConfigFile): Config {
   return {
     listen: f.listen,
     allowRemote: f.allowRemote,
+    metricsListen: f.metricsListen,
     store: toStore(f.store),
     tokens: Object.entries(f.tokens ?? {}).map(([name, t]) => toToken(name, t)),
     verify: f.verify === undefined ? undefined : { issuers: f.verify.issuers.map(toVerifyIssuer) },

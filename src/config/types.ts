@@ -95,6 +95,8 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 export interface Config {
   readonly listen: ListenAddress;
   readonly allowRemote: boolean;
+  /** Optional metrics-only listener (GET /metrics, no header needed) for Prometheus to scrape from outside the pod. */
+  readonly metricsListen?: ListenAddress | undefined;
   readonly store: StoreConfig;
   readonly tokens: readonly TokenConfig[];
   readonly verify?: VerifyConfig | undefined;

@@ -47,6 +47,7 @@ const FULL_YAML = `
 # every documented key
 listen: "[::1]:9000"
 allowRemote: false
+metricsListen: 0.0.0.0:9477
 logLevel: debug
 reconcile: "*/30 * * * * *"
 store:
@@ -109,6 +110,7 @@ const FULL_ENV = { LEGACY_CLIENT_ID: 'legacy-client', LEGACY_SECRET: 's3cr3t-leg
 const FULL_CONFIG: Config = {
   listen: { kind: 'tcp', host: '::1', port: 9000 },
   allowRemote: false,
+  metricsListen: { kind: 'tcp', host: '0.0.0.0', port: 9477 },
   logLevel: 'debug',
   reconcileCron: '*/30 * * * * *',
   store: {
@@ -230,6 +232,7 @@ describe('parseConfig: valid configurations', () => {
     const json = JSON.stringify({
       listen: '[::1]:9000',
       allowRemote: false,
+      metricsListen: '0.0.0.0:9477',
       logLevel: 'debug',
       reconcile: '*/30 * * * * *',
       store: {
@@ -543,6 +546,7 @@ describe('parseConfig: each kind of mistake gives its problem line', () => {
     ['tokens as a list', 'tokens: [orders]\n', ['tokens: expected a mapping']],
     ['a token that is not a mapping', 'tokens:\n  orders: yes\n', ['tokens.orders: expected a mapping']],
     ['a malformed listen address', doc({}, { listen: '8477' }), ['listen: expected host:port, [ipv6]:port or unix:/absolute/path']],
+    ['metricsListen on the token port', doc({}, { listen: '127.0.0.1:8477', metricsListen: '0.0.0.0:8477' }), ['metricsListen: must differ from listen']],
     ['a six-digit listen port', doc({}, { listen: '127.0.0.1:100000' }), ['listen: expected host:port, [ipv6]:port or unix:/absolute/path']],
     ['a listen port above 65535', doc({}, { listen: '127.0.0.1:65536' }), ['listen: expected a port from 0 to 65535']],
     ['a remote listen address', doc({}, { listen: '0.0.0.0:8477' }), [
