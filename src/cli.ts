@@ -52,23 +52,27 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
 
 async function cmdRun(opts: ConfigOpts): Promise<number> {
   const config = await loadConfig(opts);
+  // Signal handlers go in before start-up, so a SIGTERM during the first grants still stops cleanly.
+  let signalled: NodeJS.Signals | undefined;
+  let onStop: (() => void) | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    // A second signal means the operator wants out now.
+    if (signalled) process.exit(EXIT.failure);
+    signalled = sig;
+    // Bound shutdown: in-flight writes get a few seconds, never forever.
+    setTimeout(() => {
+      process.stderr.write('tokend: shutdown took too long; exiting\n');
+      process.exit(EXIT.failure);
+    }, 8_000).unref();
+    onStop?.();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   const { startDaemon } = await import('./daemon.js');
   const daemon = await startDaemon(config);
   return new Promise<number>((resolve) => {
-    let signalled = false;
-    const onSignal = (sig: NodeJS.Signals): void => {
-      if (signalled) {
-        // A second signal means the operator wants out now.
-        process.exit(EXIT.failure);
-      }
-      signalled = true;
-      daemon.logger.info({ signal: sig }, 'signal received');
-      // Bound shutdown: in-flight writes get a few seconds, never forever.
-      const guard = setTimeout(() => {
-        process.stderr.write('tokend: shutdown took too long; exiting\n');
-        process.exit(EXIT.failure);
-      }, 8_000);
-      guard.unref();
+    onStop = (): void => {
+      daemon.logger.info({ signal: signalled }, 'signal received');
       daemon.stop().then(
         () => resolve(EXIT.ok),
         (err: unknown) => {
@@ -77,8 +81,7 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
         },
       );
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    if (signalled) onStop();
   });
 }
 

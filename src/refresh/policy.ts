@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { GrantType } from '../config/types.js';
 import type { AccessToken } from '../token.js';
 
@@ -72,4 +73,13 @@ export function decideWhenStoreDown(grant: GrantType): 'grant-locally' | 'keep-s
 
 function clamp(x: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, x));
+}
+
+/**
+ * A jitter value in [0, 1) derived from the token itself (SHA-256 of the access token). Every
+ * replica holding the same token computes the same value, while different tokens (different
+ * credentials, pods, fleets) still spread out.
+ */
+export function tokenJitter(accessToken: string): number {
+  return createHash('sha256').update(accessToken).digest().readUInt32BE(0) / 2 ** 32;
 }

@@ -8,7 +8,7 @@ import { isShared, type Lease, type LeaseOutcome, type SharedStore, type StoredS
 import type { AccessToken, GrantResult } from '../token.js';
 import { Backoff, type BackoffBounds } from './backoff.js';
 import type { RefreshObserver, RefreshResult, TokenHandle, TokenStatus } from './handle.js';
-import { decideWhenStoreDown, isUsable, refreshDueAt } from './policy.js';
+import { decideWhenStoreDown, isUsable, refreshDueAt, tokenJitter } from './policy.js';
 
 /** Dependencies of a {@link Refresher}. */
 export interface RefresherDeps {
@@ -29,6 +29,8 @@ export interface RefresherDeps {
   readonly minForcedRefreshIntervalMs?: number | undefined;
   /** Retry backoff bounds. Default 1 000 .. 60 000 ms. */
   readonly backoff?: Partial<BackoffBounds> | undefined;
+  /** Refresh jitter in [0, 1) for a token held in a shared store. Default tokenJitter (same on every replica). */
+  readonly sharedJitter?: ((token: AccessToken) => number) | undefined;
 }
 
 /** sha256 (hex) of a secret, so it can be compared and stored without keeping the value. */
@@ -86,6 +88,7 @@ export class Refresher implements TokenHandle {
   private readonly observer: RefreshObserver | undefined;
   private readonly minForcedIntervalMs: number;
   private readonly backoff: Backoff;
+  private readonly sharedJitter: (token: AccessToken) => number;
   private readonly abort = new AbortController();
 
   /** The published token (may have expired since; `current()` checks). */
@@ -139,6 +142,7 @@ export class Refresher implements TokenHandle {
     this.observer = deps.observer;
     this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
     this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
+    this.sharedJitter = deps.sharedJitter ?? ((t) => tokenJitter(t.accessToken));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -176,6 +180,10 @@ export class Refresher implements TokenHandle {
       this.log.warn({ event: EVENTS.refreshFailed, error: errorSummary(err), attempt: 0, retry_in_ms: 0 }, 'could not load the stored state');
     }
     if (this.stopped) return false;
+    if (this.revokedFor(state)) {
+      this.markRevoked(creds.fingerprint);
+      return false;
+    }
     if (state.refreshToken !== undefined) {
       this.refreshToken = state.refreshToken;
       this.refreshTokenSeedHash = state.seedHash;
@@ -495,7 +503,11 @@ export class Refresher implements TokenHandle {
         }
         let held = state.refreshToken;
         let heldSeedHash = state.seedHash;
-        if (held === undefined && this.refreshToken !== undefined && this.config.grant === 'refresh_token') {
+        if (this.revokedFor(state)) {
+          // Revoked by `tokend revoke` (on any replica): only a new seed may start a new chain.
+          if (creds.seedHash === undefined || creds.seedHash === state.seedHash) throw revokedError(this.name);
+          this.refreshToken = undefined;
+        } else if (held === undefined && this.refreshToken !== undefined && this.config.grant === 'refresh_token') {
           // The shared store lost its refresh token (FLUSHALL, failover to an empty replica). The
           // one this replica holds is the newest it has seen (every commit reaches it by watch);
           // falling back to the seed would present a consumed token and get the grant revoked.
@@ -586,6 +598,27 @@ export class Refresher implements TokenHandle {
   }
 
   /** Watch notification: another replica (or we) committed. */
+  /** The stored state is a revocation tombstone for the refresh-token chain this replica is on. */
+  private revokedFor(state: StoredState): boolean {
+    return (
+      state.revoked === true &&
+      this.config.grant === 'refresh_token' &&
+      (state.seedHash === undefined || this.seedHash === undefined || state.seedHash === this.seedHash)
+    );
+  }
+
+  /** Another replica (or `tokend revoke`) revoked this token: forget it; wait for a new seed. */
+  private markRevoked(fingerprint: string): void {
+    if (this.stopped || this.revoked) return;
+    if (this.refreshToken !== undefined) this.consumed.add(secretHash(this.refreshToken));
+    this.refreshToken = undefined;
+    this.token = undefined;
+    this.cancelTimer();
+    this.nextAttemptAt = undefined;
+    this.permanent = { reason: 'permanent failure: revoked', fingerprint };
+    this.log.warn({ event: EVENTS.revoked }, 'the refresh token was revoked; waiting for a new seed');
+  }
+
   private rememberRefreshToken(rt: string, seedHash: string | undefined, consumed: string | undefined): void {
     if (consumed !== undefined) this.consumed.add(secretHash(consumed));
     if (this.consumed.has(secretHash(rt))) return;
@@ -595,7 +628,7 @@ export class Refresher implements TokenHandle {
 
   /** True when the shared store lacks what this replica holds (data loss), so it should be written back. */
   private storeLost(state: StoredState): boolean {
-    if (!this.shared || !this.shared.isAvailable() || this.inflight !== undefined) return false;
+    if (!this.shared || !this.shared.isAvailable() || this.inflight !== undefined || state.revoked || this.permanent) return false;
     const rtLost = this.config.grant === 'refresh_token' && state.refreshToken === undefined && this.refreshToken !== undefined;
     const held = this.current();
     const accessLost = held !== undefined && (state.access === undefined || state.access.expiresAt < held.expiresAt - 1_000);
@@ -642,6 +675,10 @@ export class Refresher implements TokenHandle {
     for (const wake of this.commitWaiters) wake();
     this.commitWaiters.clear();
     if (this.stopped || this.revoked) return;
+    if (this.revokedFor(state)) {
+      void this.readCredentials().then((c) => this.markRevoked(c.fingerprint));
+      return;
+    }
     // Keep the fleet's newest refresh token in memory: if the shared store loses its data, a
     // replica can put it back instead of falling back to a consumed seed.
     if (
@@ -841,7 +878,11 @@ export class Refresher implements TokenHandle {
 
   /** Schedules the refresh of token at its jittered due time, but not before notBefore (ms). */
   private scheduleRefreshOf(token: AccessToken, notBefore = Number.NEGATIVE_INFINITY): void {
-    this.scheduleAt(Math.max(notBefore, refreshDueAt(token, { refreshAt: this.config.refreshAt, random: this.random() })));
+    // Replicas sharing a store jitter by the token itself: they all pick the same moment, one takes
+    // the lease and the rest adopt its result, so the fleet grants exactly as often as one
+    // instance (independent jitter would let the earliest of N random picks win every cycle).
+    const random = this.shared ? this.sharedJitter(token) : this.random();
+    this.scheduleAt(Math.max(notBefore, refreshDueAt(token, { refreshAt: this.config.refreshAt, random })));
   }
 
   private scheduleIn(ms: number): void {
@@ -886,6 +927,12 @@ const localReasons = new WeakMap<TokendError, string>();
 function localRefusal(message: string, reason: string): TokendError {
   const err = new TokendError('GRANT_PERMANENT', message);
   localReasons.set(err, reason);
+  return err;
+}
+
+function revokedError(name: string): TokendError {
+  const err = new TokendError('GRANT_PERMANENT', `token ${name}: the refresh token was revoked; mount a new seed to continue`);
+  localReasons.set(err, 'revoked');
   return err;
 }
 

@@ -134,14 +134,16 @@ return 'OK'
 };
 
 /**
- * Deletes a token's access, meta and state values and announces it.
- * KEYS: access, meta, state. ARGV: channel, message. Returns the number of keys deleted.
+ * Deletes a token's access token and metadata, replaces its state with a revocation tombstone
+ * (so no replica writes back a refresh token it still holds), and announces it.
+ * KEYS: access, meta, state. ARGV: channel, message, tombstone JSON. Returns the number of keys deleted.
  * The lease and fence stay: the fence must keep growing, and a lease lapses on its own.
  */
 export const REMOVE: ScriptDef = {
   numberOfKeys: 3,
   lua: `
-local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local n = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return n
 `,

@@ -24,7 +24,7 @@ declare module 'ioredis' {
       fence: string,
       ...argv: Array<string | number>
     ): Result<string, Context>;
-    tokendRemove(access: string, meta: string, state: string, channel: string, message: string): Result<number, Context>;
+    tokendRemove(access: string, meta: string, state: string, channel: string, message: string, tombstone: string): Result<number, Context>;
   }
 }
 
@@ -94,9 +94,11 @@ type Raw = string | number | undefined;
 
 /** A state document with the fields only the Redis store adds. */
 interface DecodedState {
-  readonly refreshToken: string;
+  /** Undefined in a revocation tombstone. */
+  readonly refreshToken: string | undefined;
   readonly seedHash: string | undefined;
   readonly generation: number;
+  readonly revoked: boolean;
 }
 
 interface Snapshot {
@@ -361,6 +363,8 @@ export class RedisStore implements SharedStore {
       return undefined;
     }
     try {
+      const tombstone = decodeTombstone(raw);
+      if (tombstone) return tombstone;
       const doc = decodeState(raw);
       let refreshToken = doc.refreshToken;
       if (isEncrypted(refreshToken)) {
@@ -373,6 +377,7 @@ export class RedisStore implements SharedStore {
         refreshToken,
         seedHash: doc.seedHash,
         generation: Number.isSafeInteger(generation) && (generation as number) >= 0 ? (generation as number) : 0,
+        revoked: false,
       };
     } catch (err) {
       this.onCorrupt(name, keys.state, messageOf(err));
@@ -416,8 +421,16 @@ export class RedisStore implements SharedStore {
   /** Deletes the access token, metadata and state (the fence and any lease stay), and announces it. */
   async remove(name: string): Promise<void> {
     const keys = this.keys(name);
+    const snap = await this.read(name);
+    const tombstone = JSON.stringify({
+      version: TOMBSTONE_VERSION,
+      revoked: true,
+      seed_hash: snap.state?.seedHash ?? null,
+      updated_at: this.clock.now(),
+      generation: (snap.state?.generation ?? 0) + 1,
+    });
     await this.run('remove', name, () =>
-      this.client.tokendRemove(keys.access, keys.meta, keys.state, this.channel, message(name, 0)),
+      this.client.tokendRemove(keys.access, keys.meta, keys.state, this.channel, message(name, 0), tombstone),
     );
   }
 
@@ -796,7 +809,25 @@ function toStoredState(snap: Snapshot): StoredState {
     access: snap.access,
     refreshToken: snap.state?.refreshToken,
     seedHash: snap.state?.seedHash,
+    revoked: snap.state?.revoked === true ? true : undefined,
   };
+}
+
+const TOMBSTONE_VERSION = 1;
+
+/** A revocation tombstone (`{"revoked":true,...}`) as a DecodedState, or undefined for anything else. */
+function decodeTombstone(raw: string): DecodedState | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch {
+    return undefined; // decodeState reports it
+  }
+  if (typeof doc !== 'object' || doc === null || (doc as { revoked?: unknown }).revoked !== true) return undefined;
+  const d = doc as { seed_hash?: unknown; generation?: unknown };
+  const seedHash = typeof d.seed_hash === 'string' && /^[0-9a-f]{64}$/.test(d.seed_hash) ? d.seed_hash : undefined;
+  const generation = Number.isSafeInteger(d.generation) && (d.generation as number) >= 0 ? (d.generation as number) : 0;
+  return { refreshToken: undefined, seedHash, generation, revoked: true };
 }
 
 function normaliseRaw(v: unknown): Raw {

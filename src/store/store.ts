@@ -9,6 +9,12 @@ export interface StoredState {
    * refresh token descends from. When the configured seed changes, the new seed wins.
    */
   readonly seedHash?: string | undefined;
+  /**
+   * The refresh token of this seed was revoked (`tokend revoke`): no replica may use a refresh
+   * token it holds for it again; only a new seed (different seedHash) starts a new chain.
+   * Shared stores keep this as a tombstone; local stores simply remove everything.
+   */
+  readonly revoked?: boolean | undefined;
 }
 
 /**

@@ -139,14 +139,21 @@ describe('RedisStore key layout', () => {
     expect((await store.load('orders')).access?.accessToken).toBe('at-newest');
   });
 
-  it('removes the token, metadata and state', async () => {
+  it('removes the token and metadata, leaving a revocation tombstone without the refresh token in the state', async () => {
     const store = makeStore();
     await store.init();
-    await store.saveRefreshToken('gone', 'rt-gone', undefined);
+    const seedHash = 'a'.repeat(64);
+    await store.saveRefreshToken('gone', 'rt-gone', seedHash);
     await store.saveAccessToken('gone', token('at-gone', 60_000));
     await store.remove('gone');
-    expect(await admin.exists(`${prefix}gone`, `${prefix}gone:meta`, `${prefix}gone:state`)).toBe(0);
-    expect(await store.load('gone')).toEqual({ access: undefined, refreshToken: undefined, seedHash: undefined });
+    expect(await admin.exists(`${prefix}gone`, `${prefix}gone:meta`)).toBe(0);
+    const raw = (await admin.get(`${prefix}gone:state`))!;
+    expect(raw).not.toContain('rt-gone');
+    expect(JSON.parse(raw)).toMatchObject({ revoked: true, seed_hash: seedHash });
+    expect(await store.load('gone')).toEqual({ access: undefined, refreshToken: undefined, seedHash, revoked: true });
+    // A new chain (a new seed) replaces the tombstone.
+    await store.saveRefreshToken('gone', 'rt-new', 'b'.repeat(64));
+    expect(await store.load('gone')).toMatchObject({ refreshToken: 'rt-new', seedHash: 'b'.repeat(64), revoked: undefined });
   });
 
   it('after FLUSHALL loads nothing, and a rewrite restores the keys', async () => {

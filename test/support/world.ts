@@ -11,6 +11,7 @@ export interface TokenSpec {
   refreshTokenFile?: string;
   clientAuth?: string;
   scope?: string;
+  privateKeyFile?: string;
   extra?: Record<string, string | number | boolean>;
 }
 
@@ -36,14 +37,14 @@ export const CLIENTS: DevClient[] = [
   { clientId: 'rt-client', clientSecret: 'rt-secret-value-9a8b', tokenEndpointAuthMethod: 'client_secret_post', scope: 'openid offline_access' },
 ];
 
-export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: boolean } = {}): Promise<World> {
+export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: boolean; clients?: DevClient[] } = {}): Promise<World> {
   const proxy = await startFaultProxy();
   const idp = await startDevIdp({
     issuer: proxy.url,
     accessTokenTtlSec: opts.accessTokenTtlSec ?? 4,
     refreshTokenTtlSec: 3600,
     rotateRefreshTokens: opts.rotate ?? true,
-    clients: CLIENTS,
+    clients: [...CLIENTS, ...(opts.clients ?? [])],
   });
   proxy.setTarget(idp.url);
   const s = scratch();
@@ -65,6 +66,7 @@ export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: bo
         if (t.refreshTokenFile) lines.push(`    refreshTokenFile: ${t.refreshTokenFile}`);
         if (t.clientAuth) lines.push(`    clientAuth: ${t.clientAuth}`);
         if (t.scope) lines.push(`    scope: "${t.scope}"`);
+        if (t.privateKeyFile) lines.push(`    privateKeyFile: ${t.privateKeyFile}`);
         lines.push('    timeout: 1s');
         for (const [k, v] of Object.entries(t.extra ?? {})) lines.push(`    ${k}: ${typeof v === 'string' ? JSON.stringify(v) : v}`);
       }

@@ -129,3 +129,23 @@ describe('decideWhenStoreDown', () => {
     expect(decideWhenStoreDown('refresh_token')).toBe('keep-serving');
   });
 });
+
+describe('tokenJitter', () => {
+  it('gives every replica holding the same token the same value in [0, 1), and different tokens different values', async () => {
+    const { tokenJitter } = await import('../../src/refresh/policy.js');
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), (t) => {
+        const j = tokenJitter(t);
+        expect(j).toBeGreaterThanOrEqual(0);
+        expect(j).toBeLessThan(1);
+        expect(tokenJitter(t)).toBe(j);
+      }),
+    );
+    const values = new Set(Array.from({ length: 200 }, (_, i) => tokenJitter(`token-${i}`)));
+    expect(values.size).toBe(200);
+    // Spread: a tenth of 200 uniform values in each decile, give or take.
+    const low = [...values].filter((v) => v < 0.5).length;
+    expect(low).toBeGreaterThan(60);
+    expect(low).toBeLessThan(140);
+  });
+});

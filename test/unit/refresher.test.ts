@@ -5,6 +5,7 @@ import { TokendError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { RefreshResult } from '../../src/refresh/handle.js';
 import { Refresher, secretHash } from '../../src/refresh/refresher.js';
+import { refreshDueAt, tokenJitter } from '../../src/refresh/policy.js';
 import type { TokenStore } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -92,6 +93,7 @@ function setup(opts: SetupOptions = {}) {
     store,
     clock,
     random: () => opts.random ?? 0,
+    sharedJitter: () => opts.random ?? 0,
     logger: log.logger,
     observer: { refreshFinished: (name, result) => name === NAME && observed.push(result) },
     minForcedRefreshIntervalMs: opts.minForcedRefreshIntervalMs,
@@ -686,7 +688,8 @@ describe('Refresher: shared store (replicas)', () => {
         source: idp,
         store: backend.replica(holder),
         clock,
-        random: () => (i === 0 ? 0 : 0.5), // a due at 75 %, b at 70 %
+        random: () => (i === 0 ? 0 : 0.5),
+        sharedJitter: () => (i === 0 ? 0 : 0.5), // a due at 75 %, b at 70 %
         logger: logSink().logger,
       });
       running.push(r);
@@ -700,6 +703,40 @@ describe('Refresher: shared store (replicas)', () => {
     expect(idp.grants).toBe(1 + Math.floor((10 * MINUTE) / (42 * SECOND)));
     expect(replicas[0]!.current()?.accessToken).toBe(replicas[1]!.current()?.accessToken);
     expect(backend.states.get(NAME)?.refreshToken).toBe(`rt-${idp.issued}`);
+  });
+
+  it('replicas with independent randomness pick the same refresh moment (jitter from the token), so one grant serves each cycle', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const idp = new FakeSource({ clock, lifetimeMs: MINUTE, rotate: true, seed: 'seed-1' });
+    const obtained = new Map<string, AccessToken>();
+    const replicas = [0.1, 0.5, 0.9].map((r, i) => {
+      const refresher = new Refresher({
+        config: tokenConfig({ grant: 'refresh_token' }),
+        source: idp,
+        store: backend.replica(`r${i}`),
+        clock,
+        random: () => r,
+        logger: logSink().logger,
+      });
+      running.push(refresher);
+      return refresher;
+    });
+    await Promise.all(replicas.map((r) => r.start()));
+    for (let t = 0; t < 600; t++) {
+      await clock.advance(SECOND);
+      const cur = replicas[0]!.current();
+      if (cur) obtained.set(cur.accessToken, cur);
+    }
+    expect(idp.reuses).toBe(0);
+    const chain = [...obtained.values()].sort((a, b) => a.obtainedAt - b.obtainedAt);
+    expect(chain.length).toBeGreaterThan(10);
+    // Each token was replaced exactly when its own token-derived jitter said, by one grant.
+    for (let i = 1; i < chain.length; i++) {
+      const prev = chain[i - 1]!;
+      expect(chain[i]!.obtainedAt).toBe(refreshDueAt(prev, { refreshAt: 0.75, random: tokenJitter(prev.accessToken) }));
+    }
+    expect(idp.grants).toBe(chain.length);
   });
 
   it('client_credentials: grants locally without the lease while the store is down, and keeps serving', async () => {
