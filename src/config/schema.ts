@@ -728,9 +728,13 @@ export function checkConfig(data: unknown): CheckResult {
 
 function tokenNameProblems(data: unknown): ConfigProblem[] {
   const tokens = asObj(asObj(data)?.['tokens']);
-  return Object.keys(tokens ?? {})
-    .filter((name) => !TOKEN_NAME_RE.test(name))
-    .map((name) => ({ path: formatPath(['tokens', name]), message: TOKEN_NAME_EXPECTED }));
+  const problems: ConfigProblem[] = [];
+  for (const name of Object.keys(tokens ?? {})) {
+    if (!TOKEN_NAME_RE.test(name)) problems.push({ path: formatPath(['tokens', name]), message: TOKEN_NAME_EXPECTED });
+    // The file store writes NAME and NAME.json side by side: token x.json would collide with x's metadata.
+    else if (name.endsWith('.json')) problems.push({ path: formatPath(['tokens', name]), message: 'token names must not end in .json' });
+  }
+  return problems;
 }
 
 /** Formats problems as `path: message` lines, without duplicates, in the order found. */

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorld, type World } from '../support/world.js';
 import { getToken, runCli, until } from '../support/daemon.js';
@@ -121,5 +121,28 @@ describe('tokend run against a real identity provider', () => {
     } finally {
       await w2.close();
     }
+  });
+
+  it('reports a corrupt or truncated stored token, never serves it, and replaces it with a fresh one', async () => {
+    const secret = w.file('cc-secret-corrupt', 'cc-secret-value-1f2e\n');
+    const dir = `${w.dir}/corrupt-tokens`;
+    const { path, url } = await w.config([{ name: 'orders', clientId: 'cc-client', secretFile: secret, grant: 'client_credentials' }], {
+      store: `store:\n  type: file\n  dir: ${dir}\n`,
+    });
+    mkdirSync(dir, { recursive: true });
+    const future = Math.floor(Date.now() / 1000) + 3600;
+    // A token that would look valid for an hour, but its JSON is cut short mid-write.
+    writeFileSync(`${dir}/orders`, 'stale-token-value');
+    writeFileSync(`${dir}/orders.json`, `{"access_token":"stale-token-value","token_type":"Bearer","expires_at":${future},"obtai`, { mode: 0o600 });
+    const p = w.start(path);
+    const corrupt = await p.waitForEvent('store.corrupt', { token: 'orders' });
+    expect(String(corrupt.what)).toContain('orders.json');
+    expect(JSON.stringify(corrupt)).not.toContain('stale-token-value');
+    await p.waitForEvent('token.acquired', { token: 'orders' });
+    const served = (await getToken(url, 'orders')).json();
+    expect(served.access_token).not.toBe('stale-token-value');
+    await until(() => readFileSync(`${dir}/orders`, 'utf8') === served.access_token, 'file replaced');
+    expect(JSON.parse(readFileSync(`${dir}/orders.json`, 'utf8')).access_token).toBe(served.access_token);
+    expect((await p.stop()).code).toBe(0);
   });
 });

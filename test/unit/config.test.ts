@@ -541,6 +541,7 @@ describe('parseConfig: each kind of mistake gives its problem line', () => {
     ['a 64-character token name', stringify({ tokens: { [`a${'b'.repeat(63)}`]: TOKEN } }), [
       `tokens.a${'b'.repeat(63)}: token names must match [a-z0-9][a-z0-9_.-]{0,62}`,
     ]],
+    ['a token name ending in .json', stringify({ tokens: { 'orders.json': TOKEN } }), ['tokens.orders.json: token names must not end in .json']],
     ['no tokens and no verify section', 'logLevel: info\n', ['tokens: at least one token is required (unless a verify section is given)']],
     ['an empty tokens mapping', 'tokens: {}\n', ['tokens: at least one token is required (unless a verify section is given)']],
     ['tokens as a list', 'tokens: [orders]\n', ['tokens: expected a mapping']],
