@@ -92,7 +92,7 @@ describe('tokend run against a real identity provider', () => {
     expect((await p2.stop()).code).toBe(0);
   });
 
-  it('is ready at once from a stored valid token, without a new grant', async () => {
+  it('is ready at once from a stored valid token without a new grant, refreshes first for min_ttl, and prints it with tokend get', async () => {
     const w2 = await startWorld({ accessTokenTtlSec: 60 });
     try {
       const secret = w2.file('cc-secret', 'cc-secret-value-1f2e\n');
@@ -110,10 +110,21 @@ describe('tokend run against a real identity provider', () => {
       expect(w2.idp.stats().grants.client_credentials ?? 0).toBe(grants);
       expect(p2.events('token.acquired')).toHaveLength(0);
 
+      // ?min_ttl longer than what is left refreshes first (once: forced refreshes are rate-limited).
+      const before = w2.idp.stats().grants.client_credentials ?? 0;
+      const fresh = await getToken(url, 'billing', { minTtl: 3600 });
+      expect(fresh.status).toBe(200);
+      expect(fresh.json().access_token).not.toBe(served.access_token);
+      expect(w2.idp.stats().grants.client_credentials ?? 0).toBe(before + 1);
+      const again = await getToken(url, 'billing', { minTtl: 3600 });
+      expect(again.json().access_token).toBe(fresh.json().access_token);
+      expect(w2.idp.stats().grants.client_credentials ?? 0).toBe(before + 1);
+      expect((await getToken(url, 'billing', { minTtl: -1 as number })).status).toBe(400);
+
       // `tokend get` prints the same raw token and exits 0; an unknown name exits non-zero.
       const got = await runCli(['get', 'billing', '--url', url]);
       expect(got.code).toBe(0);
-      expect(got.stdout.trim()).toBe(served.access_token);
+      expect(got.stdout.trim()).toBe(fresh.json().access_token);
       const missing = await runCli(['get', 'nope', '--url', url]);
       expect(missing.code).not.toBe(0);
       expect(missing.stderr).toContain('nope');
