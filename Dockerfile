@@ -7,7 +7,7 @@
 #
 # The runtime image is distroless: no shell, no package manager, node as PID 1, UID 65532.
 # The endpoint listens on 127.0.0.1:8477 by default (loopback: reachable from containers in the
-# same pod only), so nothing is EXPOSEd. See docs/deploy.md.
+# same pod only), so nothing is EXPOSEd. See the README, "Deploying on Kubernetes".
 
 # Build and runtime must agree on the Node major (24, the current LTS): the compiled output and
 # the production node_modules are copied across stages.

@@ -7,7 +7,6 @@ export const EVENTS = {
   refreshed: 'token.refreshed',
   refreshFailed: 'token.refresh_failed',
   expired: 'token.expired',
-  permanentFailure: 'token.permanent_failure',
   seedChanged: 'token.seed_changed',
   loaded: 'token.loaded',
   storeCorrupt: 'store.corrupt',

@@ -34,6 +34,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:8477';
 export const DEFAULT_RECONCILE_CRON = '*/15 * * * * *';
 /** Default mode of token files written by the file store: 0600. */
 export const DEFAULT_FILE_MODE = 0o600;
+/** Default Redis key prefix in cluster mode (with a hash tag). */
+export const DEFAULT_CLUSTER_PREFIX = '{tokend}:';
 /** Default Redis key prefix. */
 export const DEFAULT_REDIS_PREFIX = 'tokend:';
 /** Default refresh lease held by a replica (ms). */
@@ -60,7 +62,7 @@ export const VERIFY_ALGORITHMS = [
 ] as const;
 const HMAC_ALGORITHMS: ReadonlySet<string> = new Set(['HS256', 'HS384', 'HS512']);
 /** Algorithms accepted for private_key_jwt client assertions. */
-export const PRIVATE_KEY_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'] as const;
+export const PRIVATE_KEY_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const satisfies readonly LogLevel[];
 const CLIENT_AUTH = [
@@ -138,6 +140,8 @@ export function parseFileMode(value: string | number): number {
     mode = Number.parseInt(m[1] as string, 8);
   }
   if ((mode & 0o007) !== 0) throw new RangeError('must not give other users any access (use 0600 or 0640)');
+  // The group (the application, via fsGroup) may read, never write: a writer could plant a token.
+  if ((mode & 0o030) !== 0) throw new RangeError('must not let the group write or execute (use 0600 or 0640)');
   if ((mode & 0o600) !== 0o600) throw new RangeError('must let the owner read and write (0600 or 0640)');
   return mode;
 }
@@ -354,6 +358,9 @@ function checkToken(ctx: Ctx, t: Obj): void {
     }
   }
 
+  if (present(t, 'revocationEndpoint') && present(t, 'issuer') && !present(t, 'tokenEndpoint')) {
+    report(ctx, ['revocationEndpoint'], 'only used with tokenEndpoint (discovery gives the issuer\'s own)');
+  }
   if (t['revokeOnShutdown'] === true && present(t, 'tokenEndpoint') && !present(t, 'revocationEndpoint')) {
     report(ctx, ['revocationEndpoint'], 'required for revokeOnShutdown when tokenEndpoint is used');
   }
@@ -383,6 +390,10 @@ function checkStore(ctx: Ctx, s: Obj): void {
     if (sentinels && !present(s, 'sentinelName')) report(ctx, ['sentinelName'], 'required with sentinels');
     if (!sentinels && present(s, 'sentinelName')) report(ctx, ['sentinelName'], 'only used with sentinels');
     oneOf(ctx, s, 'password', 'passwordFile', undefined);
+    // One Lua script touches all of a token's keys; in a cluster they must share a hash slot.
+    if (cluster && typeof s['prefix'] === 'string' && !/\{[^}]+\}/.test(s['prefix'])) {
+      report(ctx, ['prefix'], 'with cluster, must contain a hash tag such as {tokend}: so a token\'s keys share a slot');
+    }
   }
 }
 
@@ -426,6 +437,15 @@ function checkTop(ctx: Ctx, c: Obj): void {
     const host = (l as { host: string }).host;
     if (!isLoopbackHost(host) && c['allowRemote'] !== true) {
       report(ctx, ['listen'], `${host} is not a loopback address; set allowRemote: true to listen on it`);
+    }
+  }
+  const store = c['store'];
+  if (typeof store === 'object' && store !== null && (store as Obj)['type'] === 'redis' && typeof c['tokens'] === 'object' && c['tokens'] !== null) {
+    for (const [name, t] of Object.entries(c['tokens'] as Obj)) {
+      // Replicas share the token through Redis: one pod stopping would revoke it for all of them.
+      if (typeof t === 'object' && t !== null && (t as Obj)['revokeOnShutdown'] === true) {
+        report(ctx, ['tokens', name, 'revokeOnShutdown'], 'cannot be used with store type redis: one replica stopping would revoke the token every replica shares');
+      }
     }
   }
   const m = c['metricsListen'];
@@ -644,7 +664,8 @@ function toStore(s: ConfigFile['store']): StoreConfig {
         type: 'redis',
         // Empty when only sentinels or cluster nodes locate the server.
         url: s.url ?? '',
-        prefix: s.prefix ?? DEFAULT_REDIS_PREFIX,
+        // In a cluster the default carries a hash tag, so a token's keys share a slot.
+        prefix: s.prefix ?? (s.cluster ? DEFAULT_CLUSTER_PREFIX : DEFAULT_REDIS_PREFIX),
         password: secret(s.password, s.passwordFile),
         encryptionKeyFile: s.encryptionKeyFile,
         sentinels: s.sentinels,

@@ -110,5 +110,15 @@ export async function checkSecretFiles(config: Config): Promise<string[]> {
       }
     }),
   );
-  return results.flat();
+  const problems = results.flat();
+  // The encryption key must also have the right shape, so `check` fails where `run` would.
+  if (config.store.type === 'redis' && config.store.encryptionKeyFile && problems.every((p) => !p.startsWith('store.encryptionKeyFile'))) {
+    const { loadEncryptionKey } = await import('../store/crypto.js');
+    try {
+      await loadEncryptionKey(config.store.encryptionKeyFile);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : 'store.encryptionKeyFile: cannot be used');
+    }
+  }
+  return problems;
 }

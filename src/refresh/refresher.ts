@@ -403,11 +403,16 @@ export class Refresher implements TokenHandle {
     let seedHash: string | undefined;
     let seedWon = false;
     if (this.config.grant === 'refresh_token') {
-      if (!this.stateLoaded) {
-        // Without the stored state we do not know whether the seed was already rotated away:
-        // presenting a consumed one makes IdPs revoke the whole grant. Read it first.
+      // Without the stored state we do not know whether the seed was already rotated away:
+      // presenting a consumed one makes IdPs revoke the whole grant. Read it first. The file store
+      // is read before every grant: `tokend revoke` may have left a tombstone there meanwhile.
+      if (!this.stateLoaded || this.store.kind === 'file') {
         const state = await this.store.load(this.name);
         this.stateLoaded = true;
+        if (this.revokedFor(state)) {
+          this.markRevoked(creds.fingerprint);
+          throw revokedError(this.name);
+        }
         if (state.refreshToken !== undefined && this.refreshToken === undefined) {
           this.refreshToken = state.refreshToken;
           this.refreshTokenSeedHash = state.seedHash;
@@ -834,6 +839,14 @@ export class Refresher implements TokenHandle {
       return;
     }
     if (this.inflight) return;
+    if (!this.shared && this.store.kind === 'file' && this.config.grant === 'refresh_token' && this.token !== undefined) {
+      // `tokend revoke` run beside a running daemon leaves a tombstone: stop serving the revoked token.
+      const state = await this.store.load(this.name).catch(() => undefined);
+      if (state !== undefined && this.revokedFor(state)) {
+        this.markRevoked(creds.fingerprint);
+        return;
+      }
+    }
     if (this.shared && this.shared.isAvailable()) {
       // FLUSHALL and an empty failover replica announce nothing: look.
       const state = await this.shared.load(this.name).catch(() => undefined);

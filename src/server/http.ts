@@ -586,7 +586,7 @@ function listenOn(server: http.Server, options: net.ListenOptions): Promise<void
  * A socket file left by a crashed tokend would make listen fail with EADDRINUSE: remove it, but
  * only if it is a socket nobody answers on (never a regular file, never a live server's socket).
  */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string, field = 'listen'): Promise<void> {
   let stat;
   try {
     stat = await fs.lstat(path);
@@ -595,7 +595,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     throw err;
   }
   if (!stat.isSocket()) {
-    throw new TokendError('CONFIG_INVALID', `listen: ${path} exists and is not a unix socket`);
+    throw new TokendError('CONFIG_INVALID', `${field}: ${path} exists and is not a unix socket`);
   }
   const alive = await new Promise<boolean>((resolve) => {
     const probe = net.connect({ path });
@@ -606,7 +606,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     probe.once('error', () => resolve(false));
   });
   if (alive) {
-    const err: NodeJS.ErrnoException = new Error(`listen: unix socket ${path} is in use by another process`);
+    const err: NodeJS.ErrnoException = new Error(`${field}: unix socket ${path} is in use by another process`);
     err.code = 'EADDRINUSE';
     throw err;
   }

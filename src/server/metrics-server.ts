@@ -1,8 +1,7 @@
 import http from 'node:http';
-import { rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config/types.js';
-import type { MetricsSource } from './http.js';
+import { removeStaleSocket, type MetricsSource } from './http.js';
 
 /**
  * A listener that serves only `GET /metrics` (and `/healthz`), for Prometheus to scrape from
@@ -39,7 +38,7 @@ export function createMetricsServer(metrics: MetricsSource): MetricsServer {
   server.keepAliveTimeout = 5_000;
   return {
     async listen(addr) {
-      if (addr.kind === 'unix') await rm(addr.path, { force: true });
+      if (addr.kind === 'unix') await removeStaleSocket(addr.path, 'metricsListen');
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         const done = (): void => {

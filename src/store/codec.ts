@@ -177,3 +177,33 @@ export function decodeState(text: string): RefreshState {
     updatedAt: Math.round(checkUnixSeconds(doc.updated_at, 'updated_at') * 1000),
   };
 }
+
+/**
+ * A revocation tombstone, kept where the refresh-token state was (`tokend revoke`), so that no
+ * process writes back or presents a refresh token of that chain again:
+ * `{"version":1,"revoked":true,"seed_hash","updated_at"}` (+ `generation` in Redis).
+ */
+export function encodeTombstone(seedHash: string | undefined, updatedAtMs: number, generation?: number): string {
+  return JSON.stringify({
+    version: STATE_VERSION,
+    revoked: true,
+    seed_hash: seedHash ?? null,
+    updated_at: Math.floor(updatedAtMs / 1000),
+    ...(generation !== undefined ? { generation } : {}),
+  });
+}
+
+/** Decodes a tombstone; undefined for any other text (a state document, or garbage for decodeState to report). */
+export function decodeTombstone(text: string): { seedHash: string | undefined; generation: number } | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof doc !== 'object' || doc === null || (doc as { revoked?: unknown }).revoked !== true) return undefined;
+  const d = doc as { seed_hash?: unknown; generation?: unknown };
+  const seedHash = typeof d.seed_hash === 'string' && /^[0-9a-f]{64}$/.test(d.seed_hash) ? d.seed_hash : undefined;
+  const generation = Number.isSafeInteger(d.generation) && (d.generation as number) >= 0 ? (d.generation as number) : 0;
+  return { seedHash, generation };
+}

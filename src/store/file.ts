@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { TokendError } from '../errors.js';
 import type { AccessToken } from '../token.js';
 import { fsyncDir, probeWritable, readFileLimited, removeTempFiles, writeFileAtomic } from './atomic.js';
-import { decodeMeta, decodeState, encodeMeta, encodeState, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
+import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
 import type { CorruptionReporter, StoredState, TokenStore } from './store.js';
 
 /** Default mode of the access-token files: owner read/write only. */
@@ -117,7 +117,7 @@ export class FileStore implements TokenStore {
       const access = await this.loadAccess(name);
       const state = await this.loadState(name);
       if (access !== undefined) this.newest.set(name, Math.max(this.newest.get(name) ?? -Infinity, access.expiresAt));
-      return { access, refreshToken: state?.refreshToken, seedHash: state?.seedHash };
+      return { access, refreshToken: state?.refreshToken, seedHash: state?.seedHash, revoked: state?.revoked };
     });
   }
 
@@ -179,7 +179,20 @@ export class FileStore implements TokenStore {
   /** Deletes NAME, NAME.json and the state file (missing ones are fine) and forgets the newest expiry. */
   remove(name: string): Promise<void> {
     return this.serialized(name, async () => {
-      for (const path of [this.rawPath(name), this.metaPath(name), this.statePath(name)]) {
+      // A refresh-token chain leaves a tombstone, so a daemon still running with the revoked
+      // refresh token in memory sees it before presenting it again.
+      const state = await this.loadState(name);
+      if (state !== undefined) {
+        const path = this.statePath(name);
+        try {
+          await writeFileAtomic(path, encodeTombstone(state.seedHash, this.clock.now()), { mode: STATE_FILE_MODE });
+        } catch (err) {
+          throw unavailable(`file store: cannot write ${path}`, err);
+        }
+      }
+      const gone = [this.rawPath(name), this.metaPath(name)];
+      if (state === undefined) gone.push(this.statePath(name)); // none, or corrupt (already reported)
+      for (const path of gone) {
         try {
           await unlink(path);
         } catch (err) {
@@ -243,10 +256,14 @@ export class FileStore implements TokenStore {
     return token;
   }
 
-  private async loadState(name: string): Promise<{ refreshToken: string; seedHash: string | undefined } | undefined> {
+  private async loadState(
+    name: string,
+  ): Promise<{ refreshToken: string | undefined; seedHash: string | undefined; revoked?: true } | undefined> {
     const path = this.statePath(name);
     const text = await this.readEntry(name, path, MAX_ENTRY_BYTES);
     if (text === undefined || text === REPORTED) return undefined;
+    const tombstone = decodeTombstone(text);
+    if (tombstone) return { refreshToken: undefined, seedHash: tombstone.seedHash, revoked: true };
     try {
       const state = decodeState(text);
       return { refreshToken: state.refreshToken, seedHash: state.seedHash };

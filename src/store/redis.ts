@@ -4,7 +4,7 @@ import { systemClock, type Clock, type Timer } from '../clock.js';
 import { TokendError } from '../errors.js';
 import { EVENTS, serializeError, type Logger } from '../log.js';
 import type { AccessToken } from '../token.js';
-import { decodeMeta, decodeState, encodeMeta, encodeState, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
+import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
 import { decryptRefreshToken, encryptRefreshToken, isEncrypted, KEY_BYTES } from './crypto.js';
 import { ACQUIRE, READ, RELEASE, REMOVE, RENEW, WRITE } from './redis-scripts.js';
 import type { CorruptionReporter, Lease, LeaseOutcome, SharedStore, StoredState } from './store.js';
@@ -364,7 +364,7 @@ export class RedisStore implements SharedStore {
     }
     try {
       const tombstone = decodeTombstone(raw);
-      if (tombstone) return tombstone;
+      if (tombstone) return { refreshToken: undefined, seedHash: tombstone.seedHash, generation: tombstone.generation, revoked: true };
       const doc = decodeState(raw);
       let refreshToken = doc.refreshToken;
       if (isEncrypted(refreshToken)) {
@@ -422,13 +422,7 @@ export class RedisStore implements SharedStore {
   async remove(name: string): Promise<void> {
     const keys = this.keys(name);
     const snap = await this.read(name);
-    const tombstone = JSON.stringify({
-      version: TOMBSTONE_VERSION,
-      revoked: true,
-      seed_hash: snap.state?.seedHash ?? null,
-      updated_at: this.clock.now(),
-      generation: (snap.state?.generation ?? 0) + 1,
-    });
+    const tombstone = encodeTombstone(snap.state?.seedHash, this.clock.now(), (snap.state?.generation ?? 0) + 1);
     await this.run('remove', name, () =>
       this.client.tokendRemove(keys.access, keys.meta, keys.state, this.channel, message(name, 0), tombstone),
     );
@@ -811,23 +805,6 @@ function toStoredState(snap: Snapshot): StoredState {
     seedHash: snap.state?.seedHash,
     revoked: snap.state?.revoked === true ? true : undefined,
   };
-}
-
-const TOMBSTONE_VERSION = 1;
-
-/** A revocation tombstone (`{"revoked":true,...}`) as a DecodedState, or undefined for anything else. */
-function decodeTombstone(raw: string): DecodedState | undefined {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw);
-  } catch {
-    return undefined; // decodeState reports it
-  }
-  if (typeof doc !== 'object' || doc === null || (doc as { revoked?: unknown }).revoked !== true) return undefined;
-  const d = doc as { seed_hash?: unknown; generation?: unknown };
-  const seedHash = typeof d.seed_hash === 'string' && /^[0-9a-f]{64}$/.test(d.seed_hash) ? d.seed_hash : undefined;
-  const generation = Number.isSafeInteger(d.generation) && (d.generation as number) >= 0 ? (d.generation as number) : 0;
-  return { refreshToken: undefined, seedHash, generation, revoked: true };
 }
 
 function normaliseRaw(v: unknown): Raw {

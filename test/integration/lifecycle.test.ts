@@ -91,28 +91,46 @@ describe('the rest of the token lifecycle: verify, revoke, private_key_jwt', () 
     await p2.stop();
   });
 
-  it('`tokend revoke` revokes the refresh token at the IdP and removes every stored copy', async () => {
+  it('`tokend revoke` beside a running daemon revokes at the IdP, removes the stored copies, and the daemon never presents it again', async () => {
     const seed = await w.idp.mintRefreshToken('rt-client', 'openid offline_access');
     const seedFile = w.file('revoke-seed', seed + '\n');
     const secret = w.file('rt-secret', 'rt-secret-value-9a8b\n');
     const dir = `${w.dir}/revoke-tokens`;
-    const { path } = await w.config(
+    const { path, url } = await w.config(
       [{ name: 'inv', clientId: 'rt-client', secretFile: secret, grant: 'refresh_token', refreshTokenFile: seedFile, clientAuth: 'client_secret_post' }],
       { store: `store:\n  type: file\n  dir: ${dir}\n` },
     );
     const p = w.start(path);
     await p.waitForEvent('token.acquired', { token: 'inv' });
-    const st = await p.stop();
-    expect(st.code, `${JSON.stringify(st)} ${p.stderr} ${p.lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`).toBe(0);
     const stateFile = `${dir}/.state/inv.state.json`;
-    const rt = (JSON.parse(readFileSync(stateFile, 'utf8')) as { refresh_token: string }).refresh_token;
+    const rt = await until(() => {
+      try {
+        return (JSON.parse(readFileSync(stateFile, 'utf8')) as { refresh_token?: string }).refresh_token;
+      } catch {
+        return undefined;
+      }
+    }, 'state file');
+    const invalidBefore = w.idp.stats().errors.invalid_grant ?? 0;
 
     const r = await runCli(['revoke', 'inv', '--config', path]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('refresh token revoked');
     expect(r.stdout).not.toContain(rt);
-    for (const f of [stateFile, `${dir}/inv`, `${dir}/inv.json`]) expect(existsSync(f)).toBe(false);
+    for (const f of [`${dir}/inv`, `${dir}/inv.json`]) expect(existsSync(f)).toBe(false);
+    // The state file keeps a tombstone, without the refresh token.
+    const tombstone = readFileSync(stateFile, 'utf8');
+    expect(tombstone).not.toContain(rt);
+    expect(JSON.parse(tombstone)).toMatchObject({ revoked: true });
+
+    // The running daemon notices at its next reconcile tick and stops serving the revoked token.
+    await p.waitForEvent('token.revoked', { token: 'inv', timeoutMs: 10_000 });
+    expect((await getToken(url, 'inv')).status).toBe(503);
+    expect(await (await fetch(`${url}/readyz`)).text()).toContain('revoked');
+    // Past the token's refresh time (30 s tokens refresh after ~21 s: force one with min_ttl), nothing is presented.
+    expect((await getToken(url, 'inv', { minTtl: 3600 })).status).toBe(503);
+    expect(w.idp.stats().errors.invalid_grant ?? 0).toBe(invalidBefore);
+    expect((await p.stop()).code).toBe(0);
     expect(await tryRefresh(w, rt)).toBe('invalid_grant');
   });
 
@@ -121,7 +139,7 @@ describe('the rest of the token lifecycle: verify, revoke, private_key_jwt', () 
     const seedFile = w.file('shutdown-seed', seed + '\n');
     const secret = w.file('rt-secret2', 'rt-secret-value-9a8b\n');
     const dir = `${w.dir}/shutdown-tokens`;
-    const { path } = await w.config(
+    const { path, url } = await w.config(
       [
         {
           name: 'inv',
@@ -147,7 +165,12 @@ describe('the rest of the token lifecycle: verify, revoke, private_key_jwt', () 
     const revocations = w.idp.stats().revocations;
     expect((await p.stop()).code).toBe(0);
     expect(w.idp.stats().revocations).toBeGreaterThan(revocations);
-    expect(existsSync(`${dir}/.state/inv.state.json`)).toBe(false);
+    expect(readFileSync(`${dir}/.state/inv.state.json`, 'utf8')).not.toContain(rt);
+    // A restart with the same (consumed) seed is refused with a clear reason, without asking the IdP.
+    const p2 = w.start(path);
+    await p2.waitFor((l) => l.token === 'inv' && l.event === 'token.revoked', 10_000, 'token.revoked at start');
+    expect(await (await fetch(`${url}/readyz`)).text()).toContain('revoked');
+    await p2.stop();
     expect(await tryRefresh(w, rt)).toBe('invalid_grant');
   });
 

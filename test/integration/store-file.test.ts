@@ -429,17 +429,23 @@ describe('FileStore init', () => {
 });
 
 describe('FileStore remove and errors', () => {
-  it('removes the raw, metadata and state files; a missing one is fine', async () => {
+  it('removes the raw and metadata files and leaves a revocation tombstone in place of the refresh token; a missing one is fine', async () => {
     const store = newStore();
     await store.init();
     await store.saveAccessToken('orders', token('at', T0 + 60_000));
-    await store.saveRefreshToken('orders', 'rt', SEED);
+    await store.saveRefreshToken('orders', 'rt-secret-value', SEED);
     await store.remove('orders');
     const dir = join(root, 'tokens');
     expect(await readdir(dir)).toEqual(['.state']);
-    expect(await readdir(join(dir, '.state'))).toEqual([]);
-    expect(await store.load('orders')).toEqual({});
+    expect(await readdir(join(dir, '.state'))).toEqual(['orders.state.json']);
+    const tombstone = await readFile(join(dir, '.state', 'orders.state.json'), 'utf8');
+    expect(tombstone).not.toContain('rt-secret-value');
+    expect((await stat(join(dir, '.state', 'orders.state.json'))).mode & 0o777).toBe(0o600);
+    expect(await store.load('orders')).toEqual({ revoked: true, seedHash: SEED });
     await expect(store.remove('orders')).resolves.toBeUndefined();
+    // A new chain replaces the tombstone.
+    await store.saveRefreshToken('orders', 'rt-new', SEED);
+    expect(await store.load('orders')).toMatchObject({ refreshToken: 'rt-new', revoked: undefined });
     // Forgotten too: an earlier-expiring token is written again.
     await store.saveAccessToken('orders', token('after-remove', T0 + 1_000));
     expect(await readFile(join(dir, 'orders'), 'utf8')).toBe('after-remove');

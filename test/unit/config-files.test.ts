@@ -191,10 +191,22 @@ verify:
 
   it('returns no problems when every file is readable', async () => {
     const paths: Record<string, string> = {};
-    for (const n of ['password', 'key', 'client', 'refresh', 'pkey', 'hmac', 'introspection']) {
+    for (const n of ['password', 'client', 'refresh', 'pkey', 'hmac', 'introspection']) {
       paths[n] = await file(`ok-${n}`, `value-of-${n}\n`);
     }
+    paths['key'] = await file('ok-key', `${'ab'.repeat(32)}\n`);
     expect(await checkSecretFiles(await configWithFiles(paths))).toEqual([]);
+  });
+
+  it('reports an encryption key of the wrong shape, as `run` would refuse it', async () => {
+    const paths: Record<string, string> = {};
+    for (const n of ['password', 'client', 'refresh', 'pkey', 'hmac', 'introspection']) {
+      paths[n] = await file(`shape-${n}`, `value-of-${n}\n`);
+    }
+    paths['key'] = await file('shape-key', 'too-short-for-aes-256\n');
+    expect(await checkSecretFiles(await configWithFiles(paths))).toEqual([
+      `store.encryptionKeyFile: ${paths['key']} must hold 32 raw bytes, 64 hex digits or base64 of 32 bytes`,
+    ]);
   });
 
   it('returns one problem line per unreadable or empty file, and never the content', async () => {

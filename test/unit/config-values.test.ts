@@ -57,8 +57,6 @@ describe('parseFileMode', () => {
     ['600', 0o600],
     ['0640', 0o640],
     ['0o640', 0o640],
-    ['0660', 0o660],
-    ['0700', 0o700],
     [0o600, 0o600],
     [384, 0o600],
   ] as const)('reads %j as %o', (input, mode) => {
@@ -67,6 +65,10 @@ describe('parseFileMode', () => {
 
   it.each(['0644', '0606', '0601', '0777', 0o644, 0o666])('refuses %j, which lets other users in', (input) => {
     expect(() => parseFileMode(input)).toThrow('must not give other users any access (use 0600 or 0640)');
+  });
+
+  it.each(['0660', '0620', '0610', '0670', 0o660])('refuses %j, which lets the group write or execute', (input) => {
+    expect(() => parseFileMode(input)).toThrow('must not let the group write or execute (use 0600 or 0640)');
   });
 
   it.each(['0400', '0200', '0000', 0o440])('refuses %j, which does not let the owner read and write', (input) => {

@@ -69,7 +69,7 @@ tokens:
     refreshAt: 0.8
     timeout: 5s
     defaultLifetime: 10m
-    revokeOnShutdown: true
+    revokeOnShutdown: false
   billing.v2:
     tokenEndpoint: http://127.0.0.1:9999/token
     revocationEndpoint: http://127.0.0.1:9999/revoke
@@ -142,7 +142,7 @@ const FULL_CONFIG: Config = {
       privateKeyFile: undefined,
       privateKeyId: undefined,
       privateKeyAlg: undefined,
-      revokeOnShutdown: true,
+      revokeOnShutdown: false,
       defaultLifetimeMs: 600_000,
       timeoutMs: 5_000,
       allowInsecureHttp: false,
@@ -252,7 +252,7 @@ describe('parseConfig: valid configurations', () => {
           refreshAt: 0.8,
           timeout: '5s',
           defaultLifetime: 600,
-          revokeOnShutdown: true,
+          revokeOnShutdown: false,
         },
         'billing.v2': {
           tokenEndpoint: 'http://127.0.0.1:9999/token',
@@ -382,9 +382,9 @@ describe('parseConfig: valid configurations', () => {
     });
   });
 
-  it('resolves a Redis cluster store', () => {
+  it('resolves a Redis cluster store, defaulting to a prefix with a hash tag', () => {
     const store = parse(doc({}, { store: { type: 'redis', cluster: [{ host: 'r1', port: 7000 }] } })).store;
-    expect(store).toMatchObject({ type: 'redis', url: '', cluster: [{ host: 'r1', port: 7000 }] });
+    expect(store).toMatchObject({ type: 'redis', url: '', prefix: '{tokend}:', cluster: [{ host: 'r1', port: 7000 }] });
   });
 
   it.each([
@@ -504,7 +504,7 @@ describe('parseConfig: each kind of mistake gives its problem line', () => {
       'tokens.orders.privateKeyAlg: only used with clientAuth private_key_jwt',
     ]],
     ['an unsupported privateKeyAlg', doc({ clientSecretFile: undefined, clientAuth: 'private_key_jwt', privateKeyFile: '/k', privateKeyAlg: 'HS256' }), [
-      'tokens.orders.privateKeyAlg: expected one of RS256, PS256, ES256, EdDSA',
+      'tokens.orders.privateKeyAlg: expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
     ]],
     ['clientAuth none with client_credentials', doc({ clientSecretFile: undefined, clientAuth: 'none' }), [
       'tokens.orders.clientAuth: none cannot be used with grant client_credentials',
@@ -530,6 +530,15 @@ describe('parseConfig: each kind of mistake gives its problem line', () => {
     ['a timeout beyond timer range', doc({ timeout: '30d' }), ['tokens.orders.timeout: expected at most 24d']],
     ['a sub-second default lifetime', doc({ defaultLifetime: '500ms' }), ['tokens.orders.defaultLifetime: expected at least 1s']],
     ['a boolean written as yes', doc({ revokeOnShutdown: 'yes' }), ['tokens.orders.revokeOnShutdown: expected true or false']],
+    ['revokeOnShutdown with the redis store', doc({ revokeOnShutdown: true }, { store: { type: 'redis', url: 'redis://127.0.0.1:6379' } }), [
+      'tokens.orders.revokeOnShutdown: cannot be used with store type redis: one replica stopping would revoke the token every replica shares',
+    ]],
+    ['a cluster prefix without a hash tag', doc({}, { store: { type: 'redis', cluster: [{ host: '127.0.0.1', port: 7000 }], prefix: 'tokend:' } }), [
+      "store.prefix: with cluster, must contain a hash tag such as {tokend}: so a token's keys share a slot",
+    ]],
+    ['revocationEndpoint with issuer', doc({ revocationEndpoint: 'https://idp.example.com/revoke' }), [
+      "tokens.orders.revocationEndpoint: only used with tokenEndpoint (discovery gives the issuer's own)",
+    ]],
     ['revokeOnShutdown without a revocation endpoint', doc({ issuer: undefined, tokenEndpoint: 'https://idp.example.com/token', revokeOnShutdown: true }), [
       'tokens.orders.revocationEndpoint: required for revokeOnShutdown when tokenEndpoint is used',
     ]],

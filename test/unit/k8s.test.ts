@@ -26,7 +26,7 @@ const CLI = join(ROOT, 'dist/cli.js');
 const run = promisify(execFile);
 
 /**
- * The daemon's footprint, measured on this machine with Node 24 (docs/deploy.md, "Security
+ * The daemon's footprint, measured on this machine with Node 24 (README, "Security
  * settings and resources"): RSS of `node dist/cli.js run` with two 10-second tokens (client
  * credentials and a rotating refresh token) against the dev IdP over 5 minutes, steady after GC
  * and peak; and the peak RSS of one probe process (`node dist/cli.js health --ready`), which runs
