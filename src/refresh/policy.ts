@@ -13,19 +13,28 @@ export const REFRESH_JITTER_FRACTION = 0.1;
 export const MIN_SAFETY_MARGIN_MS = 30_000;
 
 /**
+ * A token with less than this much life left (ms) counts as expired: it would expire in the
+ * caller's hands (and read as expires_in 0). Neither served, nor reported ready, nor adopted.
+ */
+export const MIN_USABLE_MS = 1_000;
+
+/** Short lifetimes still keep this much (ms, at most half the lifetime): the unusable last second plus a grant. */
+export const SHORT_SAFETY_MARGIN_MS = 2_000;
+
+/**
  * How long before expiry a refresh must have happened at the latest, for a token of the given
- * lifetime (ms): max(10 % of the lifetime, min(30 s, 25 % of the lifetime)).
+ * lifetime (ms): max(10 % of the lifetime, min(30 s, 25 % of the lifetime), min(2 s, 50 % of it)).
  *
  * - Long lifetimes keep a tenth of their life in reserve (a 40-day token: 4 days), time for
  *   several backoff rounds if the IdP is down when the refresh comes due.
  * - Mid lifetimes keep at least 30 s (a 5-minute token: 30 s), enough for a slow IdP and retries.
- * - Short lifetimes never give up more than a quarter (a 10-second token: 2.5 s), so the token is
- *   still useful for three quarters of its life.
- * Never more than 25 % of the lifetime, so `expiresAt - margin` is never before `obtainedAt`.
+ * - Short lifetimes give up a quarter (a 10-second token: 2.5 s), but never less than 2 s (at most
+ *   half): the last second is not served (MIN_USABLE_MS), and a grant needs time too.
+ * Never more than half the lifetime, so `expiresAt - margin` is never before `obtainedAt`.
  */
 export function safetyMarginMs(lifetimeMs: number): number {
   const lifetime = Math.max(0, lifetimeMs);
-  return Math.max(0.1 * lifetime, Math.min(MIN_SAFETY_MARGIN_MS, 0.25 * lifetime));
+  return Math.max(0.1 * lifetime, Math.min(MIN_SAFETY_MARGIN_MS, 0.25 * lifetime), Math.min(SHORT_SAFETY_MARGIN_MS, 0.5 * lifetime));
 }
 
 /** Options for {@link refreshDueAt}. */
@@ -53,9 +62,9 @@ export function refreshDueAt(token: AccessToken, opts: RefreshDueOptions): numbe
   return Math.max(token.obtainedAt, Math.min(token.obtainedAt + fraction * lifetime, latest));
 }
 
-/** True when token exists and has not expired at now (ms since epoch). */
+/** True when token exists and has at least MIN_USABLE_MS of life left at now (ms since epoch). */
 export function isUsable(token: AccessToken | undefined, now: number): token is AccessToken {
-  return token !== undefined && token.expiresAt > now;
+  return token !== undefined && token.expiresAt - now >= MIN_USABLE_MS;
 }
 
 /**

@@ -285,7 +285,7 @@ export class Refresher implements TokenHandle {
   current(): AccessToken | undefined {
     const t = this.token;
     if (t === undefined) return undefined;
-    if (t.expiresAt > this.clock.now()) return t;
+    if (isUsable(t, this.clock.now())) return t;
     this.noteExpired(t);
     return undefined;
   }

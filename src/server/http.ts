@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js';
 import type { ListenAddress } from '../config/types.js';
 import { TokendError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { MIN_USABLE_MS } from '../refresh/policy.js';
 import type { TokenHandle } from '../refresh/handle.js';
 import type { AccessToken } from '../token.js';
 
@@ -77,8 +78,8 @@ export interface TokenServer {
 
 /** A token name as the config allows it; anything else is 404 without being echoed. */
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-/** A token is served only while at least this much of its life remains (ms). */
-export const MIN_SERVED_VALIDITY_MS = 1_000;
+/** A token is served only while at least this much of its life remains (ms); the same rule as readiness. */
+export const MIN_SERVED_VALIDITY_MS = MIN_USABLE_MS;
 const MIN_TTL_RE = /^[0-9]{1,5}$/;
 const MAX_MIN_TTL_S = 86_400;
 /** Largest body read (and discarded) from a request that should have none, in bytes. */

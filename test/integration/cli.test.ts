@@ -72,14 +72,19 @@ describe('tokend command line', () => {
   it('run: takes --config from TOKEND_CONFIG, --listen overrides the file, and SIGTERM stops it with exit 0 promptly', async () => {
     const port = await freePort();
     const p = new TokendProcess(['run', '--listen', `127.0.0.1:${port}`], { TOKEND_CONFIG: config(), ORDERS_SECRET: 'cli-secret-3c4d' });
-    await p.waitForEvent('token.acquired', { token: 'orders' });
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    expect(health.status).toBe(200);
-    const t0 = Date.now();
-    const { code } = await p.stop();
-    expect(code).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(5_000);
-    expect(p.events('daemon.stopped')).toHaveLength(1);
+    try {
+      await p.waitForEvent('token.acquired', { token: 'orders' });
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(health.status).toBe(200);
+      const t0 = Date.now();
+      const { code } = await p.stop();
+      expect(code).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(p.events('daemon.stopped')).toHaveLength(1);
+    } finally {
+      // A failed assertion above must not leave the daemon running.
+      await p.kill9();
+    }
   });
 
   it('get: exits non-zero when no sidecar answers', async () => {

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorld, type World } from '../support/world.js';
-import { getToken, until } from '../support/daemon.js';
+import { getToken, type LogLine } from '../support/daemon.js';
 import type { FaultMode } from '../support/fault-proxy.js';
 
 const TOKEN_PATH = /^\/token$/;
@@ -25,6 +25,7 @@ describe('tokend when the identity provider fails', () => {
       const p = w.start(path);
       await p.waitForEvent('token.acquired', { token: 'orders' });
       await w.proxy.setMode(mode, TOKEN_PATH);
+      let linesBeforeRecovery = 0;
       try {
         // Poll the endpoint across the token's expiry: every 200 carries a token that is still valid.
         let saw503: { retryAfter: string | null; body: Record<string, unknown> } | undefined;
@@ -60,13 +61,27 @@ describe('tokend when the identity provider fails', () => {
         expect(ready.status).toBe(503);
         expect(await ready.text()).toContain('orders');
       } finally {
+        linesBeforeRecovery = p.lines.length;
         await w.proxy.setMode('pass');
       }
-      // Back to normal: the next retry obtains a token, without a restart.
-      await until(async () => (await getToken(url, 'orders')).status === 200, 'token served again', 15_000, 100);
+      // Back to normal: the retry the daemon scheduled obtains a token, without a restart. Once the
+      // token has expired the backoff is no longer capped by it and a step can be 16 s or more, so
+      // await the new token and check it came with the announced retry, rather than a fixed wait.
+      const isNewToken = (l: LogLine): boolean =>
+        l.token === 'orders' && (l.event === 'token.refreshed' || l.event === 'token.acquired') && p.lines.indexOf(l) >= linesBeforeRecovery;
+      const fresh = await p.waitFor(isNewToken, 45_000, 'a token after the IdP recovered');
+      const lastFailure = p.lines
+        .slice(0, p.lines.indexOf(fresh))
+        .filter((l) => l.event === 'token.refresh_failed' && l.token === 'orders')
+        .at(-1)!;
+      // The retry fires retry_in_ms after the failure; the grant itself may take up to its 1 s timeout.
+      expect(Date.parse(fresh.time as string) - Date.parse(lastFailure.time as string)).toBeLessThanOrEqual((lastFailure.retry_in_ms as number) + 3_000);
+      expect((await getToken(url, 'orders')).status).toBe(200);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
       expect((await p.stop()).code).toBe(0);
     },
+    // The backoff step after expiry is random up to 2^attempt s (16 s at the 4th attempt).
+    60_000,
   );
 
   it('stops retrying on invalid_grant, reports not ready, and recovers when a new refresh token is mounted', async () => {

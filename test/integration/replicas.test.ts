@@ -3,8 +3,9 @@ import { startWorld, type World } from '../support/world.js';
 import { startRedis, type RedisHandle } from '../support/redis.js';
 import { freePort, getToken, until, TokendProcess, type LogLine } from '../support/daemon.js';
 
-// Long enough that a dead leader's lease (1 s) plus a retry fits in the safety margin before expiry.
-const TTL_SEC = 8;
+// The safety margin of a 12 s token (3 s) holds the unusable last second, a dead leader's 1 s
+// lease and a grant, with a second to spare on a loaded machine.
+const TTL_SEC = 12;
 const PREFIX = 'fleet:';
 
 interface Replica {
@@ -33,11 +34,18 @@ describe('replicas sharing Redis', () => {
   const grants = (): number => w.idp.stats().grants.refresh_token ?? 0;
   const invalidGrants = (): number => w.idp.stats().errors.invalid_grant ?? 0;
 
-  /** Asks every live replica for the token `rounds` times, ~100 ms apart; every answer must be a valid token. */
-  const everyReplicaServes = async (ms: number): Promise<number> => {
+  /**
+   * Asks every live replica for the token every ~100 ms for `ms`, or, with `untilGrants`, until
+   * the IdP has served that many more grants and every replica has answered once more (at most
+   * `ms`). Every answer must be a valid token.
+   */
+  const everyReplicaServes = async (ms: number, untilGrants?: number): Promise<number> => {
     const deadline = Date.now() + ms;
+    const target = untilGrants === undefined ? undefined : grants() + untilGrants;
     let answers = 0;
-    while (Date.now() < deadline) {
+    let done = false;
+    while (!done && Date.now() < deadline) {
+      if (target !== undefined && grants() >= target) done = true;
       for (const r of live()) {
         const res = await getToken(r.url, 'shared');
         expect(res.status, `replica ${r.url} answered ${res.status}: ${res.body}\n${r.proc.lines.slice(-12).map((l) => JSON.stringify(l)).join('\n')}`).toBe(200);
@@ -75,7 +83,7 @@ describe('replicas sharing Redis', () => {
   it('serves a valid token from every replica through several refresh cycles, with one grant per cycle and no invalid_grant', async () => {
     const g0 = grants();
     const t0 = Date.now();
-    const answers = await everyReplicaServes(14_000);
+    const answers = await everyReplicaServes(18_000);
     const elapsed = Date.now() - t0;
     const fleetGrants = grants() - g0;
     expect(answers).toBeGreaterThan(100);
@@ -111,7 +119,7 @@ describe('replicas sharing Redis', () => {
     }
     const g0 = grants();
     // The survivors take over within a lease period and keep serving.
-    await everyReplicaServes(9_000);
+    await everyReplicaServes(12_000, 1);
     expect(grants() - g0).toBeGreaterThanOrEqual(1);
     expect(invalidGrants()).toBe(0);
     expect(live()).toHaveLength(3);
@@ -125,14 +133,17 @@ describe('replicas sharing Redis', () => {
       20_000,
     );
     await redis.kill9();
-    // Shorter than a token lifetime: replicas serve what they hold.
-    await everyReplicaServes(1_500);
-    await redis.restart();
+    try {
+      // Shorter than a token lifetime: replicas serve what they hold.
+      await everyReplicaServes(1_500);
+    } finally {
+      await redis.restart();
+    }
     const c = redis.client();
     // The data is gone; the replicas write back the refresh token they hold.
     await until(async () => (await c.exists(`${PREFIX}shared:state`).catch(() => 0)) === 1, 'refresh-token state rewritten', 15_000);
     const g0 = grants();
-    await everyReplicaServes(9_000);
+    await everyReplicaServes(12_000, 1);
     expect(grants() - g0).toBeGreaterThanOrEqual(1);
     expect(invalidGrants()).toBe(0);
   });
@@ -142,7 +153,7 @@ describe('replicas sharing Redis', () => {
     const c = redis.client();
     await until(async () => (await c.exists(`${PREFIX}shared:state`)) === 1, 'refresh-token state rewritten after FLUSHALL', 15_000);
     const g0 = grants();
-    await everyReplicaServes(9_000);
+    await everyReplicaServes(12_000, 1);
     expect(grants() - g0).toBeGreaterThanOrEqual(1);
     expect(invalidGrants()).toBe(0);
     // No replica reported a lost refresh token.

@@ -507,11 +507,14 @@ describe('listening and closing', () => {
   it('listens on a unix socket with mode 0660, replacing a stale socket file', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tokend-http-'));
     const sock = path.join(dir, 'tokend.sock');
+    // A process killed while listening leaves its socket file behind.
+    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => console.log('up'))`]);
+    const exited = new Promise((r) => child.once('exit', r));
     try {
-      // A process killed while listening leaves its socket file behind.
-      const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => console.log('up'))`]);
-      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-      const exited = new Promise((r) => child.once('exit', r));
+      await Promise.race([
+        new Promise<void>((resolve) => child.stdout.once('data', () => resolve())),
+        exited.then((code) => Promise.reject(new Error(`the listening child exited (${String(code)}) before it listened`))),
+      ]);
       child.kill('SIGKILL');
       await exited;
       expect((await fs.lstat(sock)).isSocket()).toBe(true);
@@ -543,6 +546,7 @@ describe('listening and closing', () => {
       await server.close();
       await expect(fs.lstat(sock)).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await fs.rm(dir, { recursive: true, force: true });
     }
   });

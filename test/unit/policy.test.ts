@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decideWhenStoreDown, isUsable, refreshDueAt, safetyMarginMs } from '../../src/refresh/policy.js';
+import { decideWhenStoreDown, isUsable, MIN_USABLE_MS, refreshDueAt, safetyMarginMs } from '../../src/refresh/policy.js';
 import type { AccessToken } from '../../src/token.js';
 
 const T0 = Date.UTC(2025, 0, 1);
@@ -13,7 +13,9 @@ function token(lifetimeMs: number, obtainedAt = T0): AccessToken {
 
 describe('safetyMarginMs', () => {
   it.each([
-    [1 * SECOND, 250], // a quarter of a very short lifetime
+    [1 * SECOND, 500], // half of a very short lifetime
+    [3 * SECOND, 1_500],
+    [6 * SECOND, 2_000], // the 2 s floor for short lifetimes: the unusable last second plus a grant
     [10 * SECOND, 2_500],
     [5 * 60 * SECOND, 30_000], // the 30 s floor for mid lifetimes
     [3_600 * SECOND, 360_000], // 10 % of an hour
@@ -22,10 +24,16 @@ describe('safetyMarginMs', () => {
     expect(safetyMarginMs(lifetime)).toBe(margin);
   });
 
-  it('is never more than a quarter of the lifetime', () => {
+  it('is never more than half the lifetime, and never more than a quarter from 8 s up', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 400 * DAY }), (lifetime) => safetyMarginMs(lifetime) <= 0.25 * lifetime),
+      fc.property(fc.integer({ min: 0, max: 400 * DAY }), (lifetime) =>
+        safetyMarginMs(lifetime) <= (lifetime >= 8 * SECOND ? 0.25 : 0.5) * lifetime,
+      ),
     );
+  });
+
+  it('always leaves more than the unusable last second, for lifetimes from 3 s up', () => {
+    fc.assert(fc.property(fc.integer({ min: 3 * SECOND, max: 400 * DAY }), (lifetime) => safetyMarginMs(lifetime) > MIN_USABLE_MS));
   });
 });
 
@@ -96,7 +104,8 @@ describe('refreshDueAt', () => {
   it('property: with the default refreshAt the due time lies in the jitter window [65 %, 75 %] unless the margin pulls it earlier', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: SECOND, max: 400 * DAY }),
+        // From 8 s up the margin (at most a quarter) never reaches into the window.
+        fc.integer({ min: 8 * SECOND, max: 400 * DAY }),
         fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
         (lifetime, random) => {
           const t = token(lifetime);
@@ -111,9 +120,10 @@ describe('refreshDueAt', () => {
 });
 
 describe('isUsable', () => {
-  it('accepts a token until the millisecond it expires, then never', () => {
+  it('accepts a token while at least a second is left, then never (it would expire in the caller\'s hands)', () => {
     const t = token(10_000);
-    expect(isUsable(t, t.expiresAt - 1)).toBe(true);
+    expect(isUsable(t, t.expiresAt - MIN_USABLE_MS)).toBe(true);
+    expect(isUsable(t, t.expiresAt - MIN_USABLE_MS + 1)).toBe(false);
     expect(isUsable(t, t.expiresAt)).toBe(false);
     expect(isUsable(t, t.expiresAt + 1)).toBe(false);
     expect(isUsable(undefined, T0)).toBe(false);

@@ -5,7 +5,7 @@ import { TokendError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { RefreshResult } from '../../src/refresh/handle.js';
 import { Refresher, secretHash } from '../../src/refresh/refresher.js';
-import { refreshDueAt, tokenJitter } from '../../src/refresh/policy.js';
+import { MIN_USABLE_MS, refreshDueAt, tokenJitter } from '../../src/refresh/policy.js';
 import type { TokenStore } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -199,7 +199,8 @@ describe('Refresher: failures', () => {
     await refresher.start();
     const first = refresher.current();
     source.failAlwaysWith(transientError);
-    await clock.advance(MINUTE - 1);
+    // The last second does not count: a token that would expire in the caller's hands is not handed out.
+    await clock.advance(MINUTE - MIN_USABLE_MS);
     expect(refresher.current()).toBe(first);
     await clock.advance(1);
     expect(refresher.current()).toBeUndefined();
@@ -248,14 +249,15 @@ describe('Refresher: failures', () => {
     const { refresher, source, clock } = setup({ random: 0.999999, lifetimeMs: 10 * MINUTE });
     await refresher.start();
     source.failAlwaysWith(transientError);
-    await clock.advance(10 * MINUTE - 1);
+    await clock.advance(10 * MINUTE - MIN_USABLE_MS - 500);
     // The last attempts crowd towards expiry instead of sleeping 60 s past it.
     const grantsBefore = source.grants;
     expect(grantsBefore).toBeGreaterThan(10);
     source.succeed();
     const expiry = refresher.current()!.expiresAt;
-    await clock.advance(expiry - clock.now() - 1);
+    await clock.advance(expiry - clock.now() - MIN_USABLE_MS);
     expect(refresher.current()).toBeDefined();
+    expect(refresher.current()!.expiresAt).toBeGreaterThan(expiry);
   });
 
   it('stops retrying after invalid_grant and reports the permanent failure at error level', async () => {
