@@ -1,12 +1,28 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
 
 /** The built CLI, as users and the Docker image run it. Tests run `npm run build` first (pretest). */
 export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
+
+/**
+ * Builds dist/ if it is missing: `npm test` builds first (pretest), a lone `vitest run` of one
+ * file may not have. Type errors elsewhere still emit, so only the file's existence decides.
+ */
+export function ensureBuiltCli(): boolean {
+  if (!existsSync(CLI)) {
+    const root = resolve(import.meta.dirname, '../..');
+    try {
+      execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });
+    } catch {
+      // Checked below.
+    }
+  }
+  return existsSync(CLI);
+}
 
 /** A parsed log line. */
 export type LogLine = Record<string, unknown> & { event?: string; token?: string; level?: string; msg?: string };

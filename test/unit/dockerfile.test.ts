@@ -9,6 +9,7 @@ import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuiltCli } from '../support/daemon.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = join(ROOT, 'dist/cli.js');
@@ -150,15 +151,7 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { ty
 let topHelp = '';
 
 beforeAll(async () => {
-  if (!existsSync(CLI)) {
-    // `npm test` builds first (pretest); a lone `vitest run` of this file may not have.
-    try {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json')], { stdio: 'ignore' });
-    } catch {
-      // Type errors elsewhere still emit; the existence check below decides.
-    }
-  }
-  expect(existsSync(CLI), 'dist/cli.js (npm run build)').toBe(true);
+  expect(ensureBuiltCli(), 'dist/cli.js (npm run build)').toBe(true);
   topHelp = (await run(process.execPath, [CLI, '--help'])).stdout;
 }, 60_000);
 

@@ -17,6 +17,7 @@ import * as core from 'kubernetes-models/v1';
 import * as networking from 'kubernetes-models/networking.k8s.io/v1';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuiltCli } from '../support/daemon.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 
@@ -264,15 +265,7 @@ const configs = new Map<Variant, { text: string; config: Config; raw: Obj; path:
 let healthHelp = '';
 
 beforeAll(async () => {
-  if (!existsSync(CLI)) {
-    // `npm test` builds first (pretest); a lone `vitest run` of this file may not have.
-    try {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json')], { stdio: 'ignore' });
-    } catch {
-      // Type errors elsewhere still emit; the existence check below decides.
-    }
-  }
-  expect(existsSync(CLI), 'dist/cli.js (npm run build)').toBe(true);
+  expect(ensureBuiltCli(), 'dist/cli.js (npm run build)').toBe(true);
   healthHelp = (await run(process.execPath, [CLI, 'health', '--help'])).stdout;
 
   for (const v of VARIANTS) {
