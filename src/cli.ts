@@ -59,11 +59,13 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
     // A second signal means the operator wants out now.
     if (signalled) process.exit(EXIT.failure);
     signalled = sig;
-    // Bound shutdown: in-flight writes get a few seconds, never forever.
+    // Bound shutdown, never forever, but long enough for what a clean stop may have to finish:
+    // a first grant still starting (discovery + grant), a refresh_token grant in flight (never
+    // cut: the IdP may have rotated), revocations on shutdown (two calls), each within `timeout`.
     setTimeout(() => {
       process.stderr.write('tokend: shutdown took too long; exiting\n');
       process.exit(EXIT.failure);
-    }, 8_000).unref();
+    }, shutdownBoundMs(config)).unref();
     onStop?.();
   };
   process.on('SIGTERM', onSignal);
@@ -83,6 +85,12 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
     };
     if (signalled) onStop();
   });
+}
+
+/** The longest a clean stop may take (ms): 8 s, or more when slow IdP calls may still be due. */
+export function shutdownBoundMs(config: Config): number {
+  const calls = (t: Config['tokens'][number]): number => (t.revokeOnShutdown ? 4 : 2) * t.timeoutMs;
+  return Math.max(8_000, ...config.tokens.map(calls)) + 2_000;
 }
 
 async function cmdCheck(opts: ConfigOpts): Promise<number> {
@@ -115,7 +123,8 @@ async function cmdGet(name: string, opts: { url?: string; minTtl?: string }): Pr
   const base = opts.url ?? process.env.TOKEND_URL ?? DEFAULT_URL;
   let path = `/v1/token/${encodeURIComponent(name)}`;
   if (opts.minTtl !== undefined) path += `?min_ttl=${encodeURIComponent(opts.minTtl)}`;
-  const res = await sidecarGet(base, path, { accept: 'text/plain' });
+  // With min_ttl the sidecar may refresh first: allow for the IdP's own timeout.
+  const res = await sidecarGet(base, path, { accept: 'text/plain', timeoutMs: opts.minTtl !== undefined ? 30_000 : 5_000 });
   if (res.status === 200) {
     process.stdout.write(res.body + '\n');
     return EXIT.ok;

@@ -16,7 +16,7 @@ import { normaliseTokenType, type AccessToken, type GrantResult } from '../token
 import { classifyGrantError } from './classify.js';
 import { createClientKeyLoader, type ClientKeyLoader } from './client-auth.js';
 import { createIssuerResolver, fetchWithSignal, type IssuerResolver } from './issuer.js';
-import type { TokenSource } from './source.js';
+import { attachRotatedRefreshToken, type TokenSource } from './source.js';
 
 /** Longest access or refresh token accepted from an IdP (characters). */
 export const MAX_TOKEN_LENGTH = 16_384;
@@ -215,8 +215,21 @@ export function toGrantResult(
   arrivedAt: number,
   cfg: Pick<TokenConfig, 'name' | 'scope' | 'defaultLifetimeMs'>,
 ): GrantResult {
-  const invalid = (why: string): TokendError =>
-    new TokendError('GRANT_TRANSIENT', `token "${cfg.name}": grant failed: the IdP's answer is not usable (${why})`);
+  // A usable refresh token is checked first and carried on every later refusal: the IdP has
+  // already rotated (the old one is consumed), so dropping the answer would lose the chain.
+  let rotated: string | undefined;
+  const invalid = (why: string): TokendError => {
+    const err = new TokendError('GRANT_TRANSIENT', `token "${cfg.name}": grant failed: the IdP's answer is not usable (${why})`);
+    return rotated !== undefined ? attachRotatedRefreshToken(err, rotated) : err;
+  };
+
+  const refreshToken: unknown = response.refresh_token;
+  if (refreshToken !== undefined) {
+    if (typeof refreshToken !== 'string' || refreshToken.length === 0) throw invalid('refresh_token is not a string');
+    if (refreshToken.length > MAX_TOKEN_LENGTH) throw invalid(`refresh_token is longer than ${MAX_TOKEN_LENGTH} characters`);
+    if (CONTROL_CHARS.test(refreshToken)) throw invalid('refresh_token contains control characters');
+    rotated = refreshToken;
+  }
 
   const accessToken: unknown = response.access_token;
   if (typeof accessToken !== 'string' || accessToken.length === 0) throw invalid('access_token is missing');
@@ -226,13 +239,6 @@ export function toGrantResult(
   const tokenType: unknown = response.token_type;
   if (typeof tokenType !== 'string' || tokenType.length === 0 || tokenType.length > 64 || CONTROL_CHARS.test(tokenType)) {
     throw invalid('token_type is missing or malformed');
-  }
-
-  const refreshToken: unknown = response.refresh_token;
-  if (refreshToken !== undefined) {
-    if (typeof refreshToken !== 'string' || refreshToken.length === 0) throw invalid('refresh_token is not a string');
-    if (refreshToken.length > MAX_TOKEN_LENGTH) throw invalid(`refresh_token is longer than ${MAX_TOKEN_LENGTH} characters`);
-    if (CONTROL_CHARS.test(refreshToken)) throw invalid('refresh_token contains control characters');
   }
 
   let lifetimeMs: number;

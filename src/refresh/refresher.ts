@@ -3,7 +3,7 @@ import { sleep, type Clock, type Timer } from '../clock.js';
 import type { TokenConfig } from '../config/types.js';
 import { TokendError, hasCode } from '../errors.js';
 import { EVENTS, type Logger } from '../log.js';
-import type { TokenSource } from '../oauth/source.js';
+import { rotatedRefreshTokenOf, type TokenSource } from '../oauth/source.js';
 import { isShared, type Lease, type LeaseOutcome, type SharedStore, type StoredState, type TokenStore } from '../store/store.js';
 import type { AccessToken, GrantResult } from '../token.js';
 import { Backoff, type BackoffBounds } from './backoff.js';
@@ -259,7 +259,7 @@ export class Refresher implements TokenHandle {
       const rt = refreshToken ?? (await this.source.readSeed());
       if (rt !== undefined) {
         await this.source.revoke(rt, 'refresh_token', signal);
-        this.consumed.add(secretHash(rt));
+        this.markConsumed(rt);
       }
     }
     if (access !== undefined && isUsable(access, this.clock.now())) {
@@ -428,8 +428,8 @@ export class Refresher implements TokenHandle {
         seedWon = true;
       }
     }
-    const result = await this.obtain(rt, this.abort.signal);
-    if (this.stopped) return 'success';
+    const result = await this.obtain(rt, this.abort.signal, seedHash);
+    // Even when stopping: a rotated refresh token is saved before anything else.
     if (result.refreshToken !== undefined && result.refreshToken !== rt) {
       // RFC 6749 §6: the new refresh token replaces the old one, which must not be presented again.
       this.refreshToken = result.refreshToken;
@@ -439,6 +439,7 @@ export class Refresher implements TokenHandle {
       this.refreshTokenUnsaved = true;
     }
     if (this.refreshTokenUnsaved) await this.persistRefreshToken();
+    if (this.stopped) return 'success';
     this.publish(result.token, 'grant');
     this.track(
       this.store.saveAccessToken(this.name, result.token).catch((err: unknown) => {
@@ -484,13 +485,15 @@ export class Refresher implements TokenHandle {
       if (outcome.acquired) return outcome.value;
 
       // Another replica is refreshing: wait for its commit (or its lease to lapse), then adopt.
-      const committed = await this.waitForCommit(outcome.holderTtlMs);
+      await this.waitForCommit(outcome.holderTtlMs);
       const state = await store.load(this.name);
       if (this.canAdopt(state, creds, opts, false)) {
         this.publish(state.access, 'adopted');
         return 'adopted';
       }
-      if (committed || round >= MAX_LEASE_ROUNDS) {
+      // A wake-up without an adoptable token (a reconnect notification, a commit of something
+      // older) is not a failure yet: try the lease again, a bounded number of times.
+      if (round >= MAX_LEASE_ROUNDS) {
         throw new TokendError('LEASE_LOST', `token ${this.name}: another replica holds the refresh lease and committed no newer token`);
       }
     }
@@ -498,6 +501,8 @@ export class Refresher implements TokenHandle {
 
   private async underLease(store: SharedStore, creds: Credentials, opts: AttemptOptions): Promise<LeaseOutcome<RefreshResult>> {
     let granted: GrantResult | undefined;
+    let presented: string | undefined;
+    let chainSeedHash: string | undefined;
     try {
       return await store.withLease(this.name, async (lease): Promise<RefreshResult> => {
         this.log.debug({ event: EVENTS.leaseAcquired, fence: lease.fence }, 'refresh lease acquired');
@@ -512,6 +517,11 @@ export class Refresher implements TokenHandle {
           // Revoked by `tokend revoke` (on any replica): only a new seed may start a new chain.
           if (creds.seedHash === undefined || creds.seedHash === state.seedHash) throw revokedError(this.name);
           this.refreshToken = undefined;
+        } else if (this.holdsNewerRefreshTokenThan(state)) {
+          // Our last commit failed with its outcome unknown and did not land: the store still has
+          // the token we presented (consumed); ours is its successor.
+          held = this.refreshToken;
+          heldSeedHash = this.refreshTokenSeedHash;
         } else if (held === undefined && this.refreshToken !== undefined && this.config.grant === 'refresh_token') {
           // The shared store lost its refresh token (FLUSHALL, failover to an empty replica). The
           // one this replica holds is the newest it has seen (every commit reaches it by watch);
@@ -524,14 +534,16 @@ export class Refresher implements TokenHandle {
           this.config.grant === 'refresh_token'
             ? this.pickRefreshToken(held, heldSeedHash, creds)
             : { rt: undefined, seedHash: undefined };
-        const result = await this.obtain(rt, AbortSignal.any([this.abort.signal, lease.signal]));
+        presented = rt;
+        chainSeedHash = seedHash;
+        const result = await this.obtain(rt, AbortSignal.any([this.abort.signal, lease.signal]), seedHash);
         granted = result;
         await this.commit(store, lease, result, rt, seedHash);
         if (!this.stopped) this.publish(result.token, 'grant');
         return 'success';
       });
     } catch (err) {
-      if (hasCode(err, 'STORE_UNAVAILABLE')) return { acquired: true, value: await this.whenStoreDown(err, granted) };
+      if (hasCode(err, 'STORE_UNAVAILABLE')) return { acquired: true, value: await this.whenStoreDown(err, granted, presented, chainSeedHash) };
       throw err;
     }
   }
@@ -570,8 +582,14 @@ export class Refresher implements TokenHandle {
    * lease (or use the grant already made) and serve it locally. refresh_token: no grant; keep
    * serving the held token and retry with backoff.
    */
-  private async whenStoreDown(err: unknown, granted?: GrantResult): Promise<RefreshResult> {
+  private async whenStoreDown(err: unknown, granted?: GrantResult, presented?: string, seedHash?: string): Promise<RefreshResult> {
     if (decideWhenStoreDown(this.config.grant) === 'keep-serving') {
+      if (granted !== undefined && !this.stopped) {
+        // The IdP answered but the commit's outcome is unknown: serve the new token and hold its
+        // refresh token, to be written back once the store answers (restoreShared).
+        if (granted.refreshToken !== undefined && presented !== undefined) this.rememberRefreshToken(granted.refreshToken, seedHash, presented);
+        this.publish(granted.token, 'grant');
+      }
       throw hasCode(err, 'STORE_UNAVAILABLE')
         ? err
         : new TokendError('STORE_UNAVAILABLE', `token ${this.name}: shared store unavailable; not rotating the refresh token without it`);
@@ -615,7 +633,7 @@ export class Refresher implements TokenHandle {
   /** Another replica (or `tokend revoke`) revoked this token: forget it; wait for a new seed. */
   private markRevoked(fingerprint: string): void {
     if (this.stopped || this.revoked) return;
-    if (this.refreshToken !== undefined) this.consumed.add(secretHash(this.refreshToken));
+    if (this.refreshToken !== undefined) this.markConsumed(this.refreshToken);
     this.refreshToken = undefined;
     this.token = undefined;
     this.cancelTimer();
@@ -625,16 +643,39 @@ export class Refresher implements TokenHandle {
   }
 
   private rememberRefreshToken(rt: string, seedHash: string | undefined, consumed: string | undefined): void {
-    if (consumed !== undefined) this.consumed.add(secretHash(consumed));
+    if (consumed !== undefined) this.markConsumed(consumed);
     if (this.consumed.has(secretHash(rt))) return;
     this.refreshToken = rt;
     this.refreshTokenSeedHash = seedHash;
   }
 
+  /**
+   * The store holds a refresh token this replica already presented (consumed) while this replica
+   * holds its successor: a commit whose outcome was unknown did not land.
+   */
+  private holdsNewerRefreshTokenThan(state: StoredState): boolean {
+    return (
+      this.config.grant === 'refresh_token' &&
+      state.refreshToken !== undefined &&
+      this.refreshToken !== undefined &&
+      this.refreshToken !== state.refreshToken &&
+      this.consumed.has(secretHash(state.refreshToken)) &&
+      !this.consumed.has(secretHash(this.refreshToken))
+    );
+  }
+
+  /** The store lacks the refresh token this replica holds (data loss, or a commit that did not land). */
+  private refreshTokenLost(state: StoredState): boolean {
+    return (
+      (this.config.grant === 'refresh_token' && state.refreshToken === undefined && this.refreshToken !== undefined) ||
+      this.holdsNewerRefreshTokenThan(state)
+    );
+  }
+
   /** True when the shared store lacks what this replica holds (data loss), so it should be written back. */
   private storeLost(state: StoredState): boolean {
     if (!this.shared || !this.shared.isAvailable() || this.inflight !== undefined || state.revoked || this.permanent) return false;
-    const rtLost = this.config.grant === 'refresh_token' && state.refreshToken === undefined && this.refreshToken !== undefined;
+    const rtLost = this.refreshTokenLost(state);
     const held = this.current();
     const accessLost = held !== undefined && (state.access === undefined || state.access.expiresAt < held.expiresAt - 1_000);
     return rtLost || accessLost;
@@ -656,7 +697,7 @@ export class Refresher implements TokenHandle {
           if (!this.storeLost(state)) return;
           const held = this.current();
           if (held === undefined) return;
-          const rtLost = this.config.grant === 'refresh_token' && state.refreshToken === undefined && this.refreshToken !== undefined;
+          const rtLost = this.refreshTokenLost(state);
           await store.commit(lease, {
             access: held,
             refreshToken: rtLost ? this.refreshToken : undefined,
@@ -710,10 +751,10 @@ export class Refresher implements TokenHandle {
     this.scheduleRefreshOf(access);
   }
 
-  /** Resolves true on the next watch notification, false after ms; rejects when stopped. */
-  private waitForCommit(ms: number): Promise<boolean> {
+  /** Resolves on the next watch notification or after ms; rejects when stopped. */
+  private waitForCommit(ms: number): Promise<void> {
     const signal = this.abort.signal;
-    return new Promise<boolean>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
       const done = (): void => {
         this.commitWaiters.delete(wake);
@@ -722,7 +763,7 @@ export class Refresher implements TokenHandle {
       };
       const wake = (): void => {
         done();
-        resolve(true);
+        resolve();
       };
       const onAbort = (): void => {
         done();
@@ -735,7 +776,7 @@ export class Refresher implements TokenHandle {
       sleep(this.clock, Math.max(0, ms) + LEASE_LAPSE_SLACK_MS, timerController.signal).then(
         () => {
           done();
-          resolve(false);
+          resolve();
         },
         () => undefined,
       );
@@ -745,7 +786,7 @@ export class Refresher implements TokenHandle {
   // ---------------------------------------------------------------- helpers
 
   /** Presents rt (never a consumed one) and records rotation. */
-  private async obtain(rt: string | undefined, signal: AbortSignal): Promise<GrantResult> {
+  private async obtain(rt: string | undefined, signal: AbortSignal, seedHash?: string): Promise<GrantResult> {
     if (this.config.grant === 'refresh_token') {
       if (rt === undefined) {
         throw localRefusal(`token ${this.name}: no refresh token (refreshTokenFile / refreshToken) is available`, 'no refresh token');
@@ -757,9 +798,35 @@ export class Refresher implements TokenHandle {
         );
       }
     }
-    const result = await this.source.obtain(rt, signal);
-    if (rt !== undefined && result.refreshToken !== undefined && result.refreshToken !== rt) this.consumed.add(secretHash(rt));
+    let result: GrantResult;
+    try {
+      // A refresh_token grant is never aborted by stop(): once sent, the IdP may rotate, and the
+      // answer must land and be saved. The source's own timeout bounds it.
+      result = await this.source.obtain(rt, this.config.grant === 'refresh_token' ? undefined : signal);
+    } catch (err) {
+      const rotated = rotatedRefreshTokenOf(err);
+      if (rt !== undefined && rotated !== undefined && rotated !== rt) this.keepRotated(rt, rotated, seedHash);
+      throw err;
+    }
+    if (rt !== undefined && result.refreshToken !== undefined && result.refreshToken !== rt) this.markConsumed(rt);
     return result;
+  }
+
+  /** An answer was refused but the IdP rotated: hold (and, for a local store, save) the new refresh token. */
+  private keepRotated(presented: string, rotated: string, seedHash: string | undefined): void {
+    this.markConsumed(presented);
+    this.refreshToken = rotated;
+    this.refreshTokenSeedHash = seedHash ?? this.refreshTokenSeedHash;
+    if (!this.shared) {
+      this.refreshTokenUnsaved = true;
+      void this.persistRefreshToken();
+    }
+  }
+
+  /** Remembers (a hash of) a refresh token that must never be presented again; keeps the newest 64. */
+  private markConsumed(rt: string): void {
+    this.consumed.add(secretHash(rt));
+    if (this.consumed.size > 64) this.consumed.delete(this.consumed.values().next().value as string);
   }
 
   /**

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokendError, type ErrorCode } from '../../src/errors.js';
 import { classifyGrantError, isRetryable } from '../../src/oauth/classify.js';
 import { jwtLifetimeMs, MAX_LIFETIME_MS, MAX_TOKEN_LENGTH, toGrantResult } from '../../src/oauth/grants.js';
+import { rotatedRefreshTokenOf } from '../../src/oauth/source.js';
 import fc from 'fast-check';
 
 // Real library errors: openid-client is called against a tiny local server that answers each case.
@@ -232,6 +233,25 @@ describe('the IdP answer is untrusted input (toGrantResult)', () => {
       tokenType: 'DPoP',
       scope: 'granted',
     });
+  });
+
+  it('refuses an unusable answer but carries its new refresh token (the IdP already rotated), never in the message or JSON', () => {
+    let err: unknown;
+    try {
+      toGrantResult({ access_token: 'abc', token_type: 'bearer', expires_in: -5, refresh_token: 'rt-new-secret' } as never, at, cfg);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as TokendError).code).toBe('GRANT_TRANSIENT');
+    expect(rotatedRefreshTokenOf(err)).toBe('rt-new-secret');
+    expect((err as Error).message).not.toContain('rt-new-secret');
+    expect(JSON.stringify(err)).not.toContain('rt-new-secret');
+    // Without a usable refresh token there is nothing to carry.
+    try {
+      toGrantResult({ access_token: '', token_type: 'bearer', expires_in: 60 } as never, at, cfg);
+    } catch (e) {
+      expect(rotatedRefreshTokenOf(e)).toBeUndefined();
+    }
   });
 
   it('caps an absurd expires_in at 400 days', () => {

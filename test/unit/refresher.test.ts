@@ -10,6 +10,7 @@ import type { TokenStore } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { FakeSource, permanentError, transientError } from '../support/fake-source.js';
+import { attachRotatedRefreshToken } from '../../src/oauth/source.js';
 import { FakeSharedBackend, FakeStore } from '../support/fake-store.js';
 
 const NAME = 'orders';
@@ -772,6 +773,57 @@ describe('Refresher: shared store (replicas)', () => {
     backend.available = true;
     await clock.advance(2 * SECOND); // random 0: retries every minMs
     expect(source.presented).toEqual(['seed-1', 'rt-1']);
+    expect(refresher.status().ready).toBe(true);
+  });
+});
+
+describe('Refresher: a rotation the IdP already made is never lost', () => {
+  it('lets a refresh_token grant in flight at stop() land, and saves its new refresh token', async () => {
+    const { refresher, source, store, clock } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    expect(store.states.get(NAME)?.refreshToken).toBe('rt-1');
+    const release = source.hold();
+    await clock.advance(45 * SECOND); // the refresh is due; the grant is parked at the IdP
+    expect(source.presented).toEqual(['seed-1', 'rt-1']);
+    const stopped = refresher.stop();
+    release();
+    await stopped;
+    // The IdP consumed rt-1 and answered rt-2: the store must hold rt-2, not the consumed one.
+    expect(store.states.get(NAME)?.refreshToken).toBe('rt-2');
+  });
+
+  it('keeps the new refresh token of an answer it could not use, and presents that one next', async () => {
+    const { refresher, source, store, clock } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    source.failNext(() => attachRotatedRefreshToken(transientError(), 'rt-rescued'));
+    await clock.advance(45 * SECOND);
+    expect(source.presented).toEqual(['seed-1', 'rt-1']);
+    await clock.flush();
+    expect(store.states.get(NAME)?.refreshToken).toBe('rt-rescued');
+    await clock.advance(2 * SECOND); // the retry
+    expect(source.presented).toEqual(['seed-1', 'rt-1', 'rt-rescued']);
+    expect(refresher.status().ready).toBe(true);
+  });
+
+  it('shared store: when the commit fails after the IdP rotated, serves the new token and writes its refresh token back once the store answers', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const { refresher, source } = setup({ store: backend.replica('a'), clock, grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    await refresher.start();
+    expect(backend.states.get(NAME)?.refreshToken).toBe('rt-1');
+    const release = source.hold();
+    await clock.advance(45 * SECOND);
+    backend.available = false; // Redis goes away while the grant is at the IdP
+    release();
+    await clock.flush();
+    expect(refresher.current()?.accessToken).toBe('at-2'); // served although not committed
+    expect(backend.states.get(NAME)?.refreshToken).toBe('rt-1'); // the consumed one is all Redis has
+    backend.available = true;
+    refresher.reconcile();
+    await clock.flush();
+    expect(backend.states.get(NAME)?.refreshToken).toBe('rt-2');
+    await clock.advance(10 * MINUTE);
+    expect(source.reuses).toBe(0);
     expect(refresher.status().ready).toBe(true);
   });
 });
