@@ -61,6 +61,11 @@ interface AttemptOptions {
   readonly needTtlMs: number;
 }
 
+/** Lease attempts in one refresh before counting it as failed (the holder's lease lapsed without a commit). */
+const MAX_LEASE_ROUNDS = 3;
+// A few ms past the holder's lease TTL, so it has surely lapsed when we try again.
+const LEASE_LAPSE_SLACK_MS = 25;
+
 /**
  * Keeps one token fresh: loads it from the store, refreshes it ahead of expiry (jittered),
  * retries with backoff, rotates refresh tokens safely, and serves it in memory.
@@ -72,10 +77,6 @@ interface AttemptOptions {
  * - an expired token is never handed out;
  * - with a shared store, grants happen only under the fleet lease and are committed fenced.
  */
-/** Lease attempts in one refresh before counting it as failed (the holder's lease lapsed without a commit). */
-const MAX_LEASE_ROUNDS = 3;
-const LEASE_LAPSE_SLACK_MS = 25;
-
 export class Refresher implements TokenHandle {
   readonly name: string;
   private readonly config: TokenConfig;
@@ -125,6 +126,8 @@ export class Refresher implements TokenHandle {
   private revoked = false;
   private reconciling = false;
   private unwatch: (() => void) | undefined;
+  /** The write-back of what the shared store lost, in flight (one at a time). */
+  private restoring: Promise<void> | undefined;
   private readonly commitWaiters = new Set<() => void>();
   private readonly writes = new Set<Promise<unknown>>();
   /** Tail of the serialized refresh-token writes. */
@@ -620,7 +623,6 @@ export class Refresher implements TokenHandle {
     return true;
   }
 
-  /** Watch notification: another replica (or we) committed. */
   /** The stored state is a revocation tombstone for the refresh-token chain this replica is on. */
   private revokedFor(state: StoredState): boolean {
     return (
@@ -681,8 +683,6 @@ export class Refresher implements TokenHandle {
     return rtLost || accessLost;
   }
 
-  private restoring: Promise<void> | undefined;
-
   /**
    * Writes back what the shared store lost (Redis FLUSHALL, restart without persistence, failover
    * to an empty replica): under the lease and fenced, so a newer commit is never overwritten.
@@ -717,6 +717,7 @@ export class Refresher implements TokenHandle {
     return this.restoring;
   }
 
+  /** Watch notification: some replica (this one included) committed, or the store reconnected. */
   private onCommitted(state: StoredState): void {
     for (const wake of this.commitWaiters) wake();
     this.commitWaiters.clear();

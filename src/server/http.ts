@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js';
 import type { ListenAddress } from '../config/types.js';
 import { TokendError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isLoopbackHost } from '../config/schema.js';
 import { MIN_USABLE_MS } from '../refresh/policy.js';
 import type { TokenHandle } from '../refresh/handle.js';
 import type { AccessToken } from '../token.js';
@@ -261,11 +262,6 @@ function discardBody(req: http.IncomingMessage): void {
     seen += chunk.length;
     if (seen > MAX_DISCARDED_BODY) req.socket.destroy();
   });
-}
-
-function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  return h === 'localhost' || h === '::1' || h === '[::1]' || h.startsWith('127.') || h.startsWith('::ffff:127.');
 }
 
 /** Parses `?min_ttl=S` from a query string; undefined when absent, NaN when invalid. */
