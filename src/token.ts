@@ -10,6 +10,17 @@ export interface AccessToken {
   readonly obtainedAt: number;
   /** Granted scope, if the IdP said (else the requested one). */
   readonly scope?: string | undefined;
+  /**
+   * Fingerprint of the settings the token was obtained with (issuer or endpoint, client, grant,
+   * scope, resource, audience). A stored token with another one (the config changed) is not
+   * served, and does not make a newer write look stale.
+   */
+  readonly grantKey?: string | undefined;
+}
+
+/** True when a (stored) token was obtained with the settings whose fingerprint is grantKey. */
+export function sameGrant(token: AccessToken, grantKey: string | undefined): boolean {
+  return token.grantKey === grantKey;
 }
 
 /** What one grant returns. */

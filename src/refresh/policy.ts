@@ -92,3 +92,21 @@ function clamp(x: number, lo: number, hi: number): number {
 export function tokenJitter(accessToken: string): number {
   return createHash('sha256').update(accessToken).digest().readUInt32BE(0) / 2 ** 32;
 }
+
+/**
+ * Fingerprint (hex) of the settings that shape what a grant returns: issuer or token endpoint,
+ * client, grant type, scope, resource, audience. Stamped on every token obtained, so a token
+ * stored under other settings (the config changed) is not served after a restart.
+ */
+export function grantKeyOf(cfg: {
+  issuer?: string | undefined;
+  tokenEndpoint?: string | undefined;
+  clientId: string;
+  grant: GrantType;
+  scope?: string | undefined;
+  resource?: string | undefined;
+  audience?: string | undefined;
+}): string {
+  const parts = [cfg.issuer ?? '', cfg.tokenEndpoint ?? '', cfg.clientId, cfg.grant, cfg.scope ?? '', cfg.resource ?? '', cfg.audience ?? ''];
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
+}

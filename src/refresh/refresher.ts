@@ -5,10 +5,10 @@ import { TokendError, hasCode } from '../errors.js';
 import { EVENTS, type Logger } from '../log.js';
 import { rotatedRefreshTokenOf, type TokenSource } from '../oauth/source.js';
 import { isShared, type Lease, type LeaseOutcome, type SharedStore, type StoredState, type TokenStore } from '../store/store.js';
-import type { AccessToken, GrantResult } from '../token.js';
+import { sameGrant, type AccessToken, type GrantResult } from '../token.js';
 import { Backoff, type BackoffBounds } from './backoff.js';
 import type { RefreshObserver, RefreshResult, TokenHandle, TokenStatus } from './handle.js';
-import { decideWhenStoreDown, isUsable, refreshDueAt, tokenJitter } from './policy.js';
+import { decideWhenStoreDown, grantKeyOf, isUsable, refreshDueAt, tokenJitter } from './policy.js';
 
 /** Dependencies of a {@link Refresher}. */
 export interface RefresherDeps {
@@ -90,6 +90,8 @@ export class Refresher implements TokenHandle {
   private readonly minForcedIntervalMs: number;
   private readonly backoff: Backoff;
   private readonly sharedJitter: (token: AccessToken) => number;
+  /** Fingerprint of the settings tokens are obtained with; stored tokens from others are not used. */
+  private readonly grantKey: string;
   private readonly abort = new AbortController();
 
   /** The published token (may have expired since; `current()` checks). */
@@ -146,6 +148,7 @@ export class Refresher implements TokenHandle {
     this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
     this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
     this.sharedJitter = deps.sharedJitter ?? ((t) => tokenJitter(t.accessToken));
+    this.grantKey = grantKeyOf(deps.config);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -192,7 +195,8 @@ export class Refresher implements TokenHandle {
       this.refreshTokenSeedHash = state.seedHash;
     }
     const seedChanged = this.seedChangedFor(state);
-    if (isUsable(state.access, this.clock.now())) {
+    // A stored token obtained under other settings (scope, audience, client… changed) is not served.
+    if (isUsable(state.access, this.clock.now()) && sameGrant(state.access, this.grantKey)) {
       this.publish(state.access, 'loaded');
       // A new seed means a new credential: refresh with it now, serving the stored token meanwhile.
       if (!seedChanged) {
@@ -614,7 +618,7 @@ export class Refresher implements TokenHandle {
   ): state is StoredState & { access: AccessToken } {
     const access = state.access;
     const now = this.clock.now();
-    if (!isUsable(access, now)) return false;
+    if (!isUsable(access, now) || !sameGrant(access, this.grantKey)) return false;
     if (this.config.grant === 'refresh_token' && creds.seedHash !== undefined && state.seedHash !== creds.seedHash) return false;
     if (this.token !== undefined && access.expiresAt <= this.token.expiresAt) return false;
     if (access.expiresAt - now <= opts.needTtlMs) return false;
@@ -741,7 +745,7 @@ export class Refresher implements TokenHandle {
     if (this.stopped || this.revoked || this.inflight !== undefined) return;
     const access = state.access;
     const now = this.clock.now();
-    if (!isUsable(access, now)) return;
+    if (!isUsable(access, now) || !sameGrant(access, this.grantKey)) return;
     if (this.token !== undefined && access.expiresAt <= this.token.expiresAt) return;
     if (this.config.grant === 'refresh_token' && this.seedHash !== undefined && state.seedHash !== this.seedHash) return;
     this.attemptStartedAt = now;
@@ -810,7 +814,7 @@ export class Refresher implements TokenHandle {
       throw err;
     }
     if (rt !== undefined && result.refreshToken !== undefined && result.refreshToken !== rt) this.markConsumed(rt);
-    return result;
+    return { ...result, token: { ...result.token, grantKey: this.grantKey } };
   }
 
   /** An answer was refused but the IdP rotated: hold (and, for a local store, save) the new refresh token. */

@@ -125,6 +125,7 @@ export function encodeMeta(token: AccessToken): string {
   };
   const scope = checkScope(token.scope);
   if (scope !== undefined) doc.scope = scope;
+  if (token.grantKey !== undefined) doc.grant_key = checkGrantKey(token.grantKey);
   const text = JSON.stringify(doc);
   checkSize(text);
   return text;
@@ -142,9 +143,20 @@ export function decodeMeta(text: string): AccessToken {
   const expiresAt = Math.round(checkUnixSeconds(doc.expires_at, 'expires_at') * 1000);
   const obtainedAt = Math.round(checkUnixSeconds(doc.obtained_at, 'obtained_at') * 1000);
   const scope = checkScope(doc.scope);
-  return scope === undefined
-    ? { accessToken, tokenType, expiresAt, obtainedAt }
-    : { accessToken, tokenType, expiresAt, obtainedAt, scope };
+  const grantKey = doc.grant_key === undefined ? undefined : checkGrantKey(doc.grant_key);
+  return {
+    accessToken,
+    tokenType,
+    expiresAt,
+    obtainedAt,
+    ...(scope !== undefined ? { scope } : {}),
+    ...(grantKey !== undefined ? { grantKey } : {}),
+  };
+}
+
+function checkGrantKey(v: unknown): string {
+  if (typeof v !== 'string' || !/^[0-9a-f]{16,64}$/.test(v)) invalid('grant_key is not a hex fingerprint');
+  return v;
 }
 
 /**

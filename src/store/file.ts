@@ -65,8 +65,8 @@ export class FileStore implements TokenStore {
   readonly mode: number;
   private readonly onCorrupt: CorruptionReporter;
   private readonly clock: Clock;
-  /** expiresAt (ms) of the newest access token written or loaded, per name. */
-  private readonly newest = new Map<string, number>();
+  /** expiresAt (ms) and grantKey of the newest access token written or loaded, per name. */
+  private readonly newest = new Map<string, { expiresAt: number; grantKey: string | undefined }>();
   /** Tail of each name's operation queue (settled, never rejecting). */
   private readonly queues = new Map<string, Promise<void>>();
 
@@ -116,7 +116,12 @@ export class FileStore implements TokenStore {
     return this.serialized(name, async () => {
       const access = await this.loadAccess(name);
       const state = await this.loadState(name);
-      if (access !== undefined) this.newest.set(name, Math.max(this.newest.get(name) ?? -Infinity, access.expiresAt));
+      if (access !== undefined) {
+        const known = this.newest.get(name);
+        if (known === undefined || known.grantKey !== access.grantKey || access.expiresAt > known.expiresAt) {
+          this.newest.set(name, { expiresAt: access.expiresAt, grantKey: access.grantKey });
+        }
+      }
       return { access, refreshToken: state?.refreshToken, seedHash: state?.seedHash, revoked: state?.revoked };
     });
   }
@@ -146,7 +151,8 @@ export class FileStore implements TokenStore {
   saveAccessToken(name: string, token: AccessToken): Promise<void> {
     return this.serialized(name, async () => {
       const newest = this.newest.get(name);
-      if (newest !== undefined && !(token.expiresAt > newest)) return;
+      // Stale only against a token of the same settings: after a config change the new one wins.
+      if (newest !== undefined && newest.grantKey === token.grantKey && !(token.expiresAt > newest.expiresAt)) return;
       const rawPath = this.rawPath(name);
       const metaPath = this.metaPath(name);
       let meta: string;
@@ -172,7 +178,7 @@ export class FileStore implements TokenStore {
       } catch (err) {
         throw unavailable(`file store: cannot sync directory ${this.dir}`, err);
       }
-      this.newest.set(name, token.expiresAt);
+      this.newest.set(name, { expiresAt: token.expiresAt, grantKey: token.grantKey });
     });
   }
 

@@ -34,7 +34,7 @@ export class MemoryStore implements TokenStore {
   /** Keeps token unless the held one expires at the same time or later. */
   async saveAccessToken(name: string, token: AccessToken): Promise<void> {
     const entry = this.entry(name);
-    if (entry.access !== undefined && !(token.expiresAt > entry.access.expiresAt)) return;
+    if (entry.access !== undefined && entry.access.grantKey === token.grantKey && !(token.expiresAt > entry.access.expiresAt)) return;
     // A frozen copy: a caller mutating its object must not change what is stored.
     entry.access = Object.freeze({ ...token });
   }

@@ -448,7 +448,8 @@ export class RedisStore implements SharedStore {
         px = Math.floor(update.access.expiresAt - now);
         const stored = snap.access;
         // Only the newest token is written (a stale write is dropped).
-        const stale = stored !== undefined && Math.floor(update.access.expiresAt) < stored.expiresAt;
+        // Stale only against a token of the same settings: after a config change the new one wins.
+        const stale = stored !== undefined && stored.grantKey === update.access.grantKey && Math.floor(update.access.expiresAt) < stored.expiresAt;
         if (px > 0 && !stale) {
           metaValue = encodeMetaMs(update.access);
           accessValue = update.access.accessToken;

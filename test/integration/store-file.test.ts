@@ -236,6 +236,16 @@ describe('FileStore only writes the newest token', () => {
     expect(await readFile(join(root, 'tokens', 'orders'), 'utf8')).toBe('later');
   });
 
+  it('writes a token obtained under other settings (a new grant key) even if it expires sooner, and keeps the key', async () => {
+    const store = newStore();
+    await store.init();
+    await store.saveAccessToken('orders', { ...token('old-settings', T0 + 3_600_000), grantKey: 'a'.repeat(32) });
+    await store.saveAccessToken('orders', { ...token('new-settings', T0 + 300_000), grantKey: 'b'.repeat(32) });
+    expect(await readFile(join(root, 'tokens', 'orders'), 'utf8')).toBe('new-settings');
+    const fresh = newStore();
+    expect((await fresh.load('orders')).access).toMatchObject({ accessToken: 'new-settings', grantKey: 'b'.repeat(32) });
+  });
+
   it('drops a save older than what a fresh store loaded from disk', async () => {
     const first = newStore();
     await first.init();

@@ -5,7 +5,7 @@ import { TokendError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { RefreshResult } from '../../src/refresh/handle.js';
 import { Refresher, secretHash } from '../../src/refresh/refresher.js';
-import { MIN_USABLE_MS, refreshDueAt, tokenJitter } from '../../src/refresh/policy.js';
+import { grantKeyOf, MIN_USABLE_MS, refreshDueAt, tokenJitter } from '../../src/refresh/policy.js';
 import type { TokenStore } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -33,6 +33,9 @@ function tokenConfig(over: Partial<TokenConfig> = {}): TokenConfig {
     ...over,
   };
 }
+
+/** The grant fingerprint of tokens obtained with the default test config (client_credentials). */
+const CC_KEY = grantKeyOf(tokenConfig());
 
 /** Collects the NDJSON the real logger writes (pino test/helper.js `sink()`). */
 function logSink() {
@@ -147,7 +150,7 @@ describe('Refresher: acquiring and scheduling', () => {
 
   it('serves a stored, still valid token at start without any grant (token.loaded)', async () => {
     const { refresher, source, store, log, clock } = setup();
-    const stored: AccessToken = { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now() - 10 * SECOND, expiresAt: clock.now() + 50 * SECOND };
+    const stored: AccessToken = { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now() - 10 * SECOND, expiresAt: clock.now() + 50 * SECOND, grantKey: CC_KEY };
     store.put(NAME, { access: stored });
     await refresher.start();
     expect(source.grants).toBe(0);
@@ -162,7 +165,7 @@ describe('Refresher: acquiring and scheduling', () => {
 
   it('makes a caller arriving while the stored state loads wait for it rather than grant', async () => {
     const { refresher, source, store, clock } = setup();
-    store.put(NAME, { access: { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + MINUTE } });
+    store.put(NAME, { access: { accessToken: 'stored', tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + MINUTE, grantKey: CC_KEY } });
     const started = refresher.start();
     const t = await refresher.ensureFresh(0);
     await started;
@@ -588,8 +591,8 @@ describe('Refresher: reconcile, stop, revoke', () => {
 });
 
 describe('Refresher: shared store (replicas)', () => {
-  function sharedToken(clock: FakeClock, id: string, lifetimeMs = MINUTE): AccessToken {
-    return { accessToken: id, tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + lifetimeMs };
+  function sharedToken(clock: FakeClock, id: string, lifetimeMs = MINUTE, grantKey = CC_KEY): AccessToken {
+    return { accessToken: id, tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + lifetimeMs, grantKey };
   }
 
   it('grants under the lease and commits the result for the other replicas', async () => {
@@ -825,5 +828,29 @@ describe('Refresher: a rotation the IdP already made is never lost', () => {
     await clock.advance(10 * MINUTE);
     expect(source.reuses).toBe(0);
     expect(refresher.status().ready).toBe(true);
+  });
+});
+
+describe('Refresher: tokens stored under other settings', () => {
+  it('does not serve a stored token obtained with another scope (the config changed), and grants at once', async () => {
+    const clock = new FakeClock();
+    const { refresher, source, store } = setup({ clock });
+    const before = { ...tokenConfig(), scope: 'old:scope' };
+    store.put(NAME, { access: { accessToken: 'stored-old', tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + MINUTE, grantKey: grantKeyOf(before) } });
+    await refresher.start();
+    expect(source.grants).toBe(1);
+    expect(refresher.current()?.accessToken).toBe('at-1');
+    expect(refresher.current()?.grantKey).toBe(CC_KEY);
+  });
+
+  it('does not adopt a token another replica committed under other settings', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeSharedBackend(clock);
+    const { refresher } = setup({ store: backend.replica('a'), clock });
+    await refresher.start();
+    const other = grantKeyOf({ ...tokenConfig(), audience: 'https://other.example' });
+    backend.write(NAME, { access: { accessToken: 'foreign', tokenType: 'Bearer', obtainedAt: clock.now(), expiresAt: clock.now() + 2 * MINUTE, grantKey: other } });
+    await clock.flush();
+    expect(refresher.current()?.accessToken).toBe('at-1');
   });
 });
