@@ -544,7 +544,14 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
   const listen = async (addr: ListenAddress): Promise<string> => {
     if (addr.kind === 'unix') {
       await removeStaleSocket(addr.path);
-      await listenOn(server, { path: addr.path });
+      // The socket is created with the process umask: tighten it so the socket never exists, even
+      // for an instant, with more than owner and group access (chmod 0660 below makes it exact).
+      const umask = process.umask(0o117);
+      try {
+        await listenOn(server, { path: addr.path });
+      } finally {
+        process.umask(umask);
+      }
       listening = true;
       try {
         // Group access lets another container's user (same fsGroup) reach a shared socket.
