@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import cron from 'node-cron';
 import type { DestinationStream } from 'pino';
 import type { Config, StoreConfig } from './config/types.js';
@@ -58,7 +57,6 @@ export async function createStore(cfg: StoreConfig, logger: Logger): Promise<Tok
         sentinelName: cfg.sentinelName,
         cluster: cfg.cluster,
         leaseMs: cfg.leaseMs,
-        holderId: randomUUID(),
         logger: logger.child({ component: 'redis' }),
         onCorrupt,
       });

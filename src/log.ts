@@ -22,6 +22,9 @@ export const EVENTS = {
   daemonStopping: 'daemon.stopping',
   daemonStopped: 'daemon.stopped',
   listening: 'server.listening',
+  verifyRejected: 'verify.rejected',
+  verifyUnavailable: 'verify.unavailable',
+  verifyDiscovered: 'verify.discovered',
 } as const;
 
 export type EventName = (typeof EVENTS)[keyof typeof EVENTS];

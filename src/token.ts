@@ -30,6 +30,9 @@ export interface GrantResult {
   readonly refreshToken?: string | undefined;
 }
 
+/** Token names as the config allows them; they also become file names and Redis keys. */
+export const TOKEN_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
 /** Normalises token_type casing ('bearer' from openid-client becomes 'Bearer'). */
 export function normaliseTokenType(t: string | undefined): string {
   if (!t) return 'Bearer';

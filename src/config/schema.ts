@@ -11,7 +11,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { validateDetailed as validateCron } from 'node-cron';
 import * as z from 'zod';
+import { TOKEN_NAME_RE } from '../token.js';
 import { ConfigError } from '../errors.js';
+import { DEFAULT_FILE_MODE } from '../store/store.js';
 import { DURATION_EXPECTED, formatDuration, parseDuration } from './duration.js';
 import type {
   ClientAuthMethod,
@@ -25,15 +27,13 @@ import type {
   VerifyIssuerConfig,
 } from './types.js';
 
-/** Token names: lower-case, usable as a file name and a Redis key suffix. */
-export const TOKEN_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+/** Token names: lower-case, usable as a file name and a Redis key suffix (defined in token.ts). */
+export { TOKEN_NAME_RE };
 const TOKEN_NAME_EXPECTED = `token names must match ${TOKEN_NAME_RE.source.slice(1, -1)}`;
 /** Default listen address: loopback only. */
 export const DEFAULT_LISTEN = '127.0.0.1:8477';
 /** Default wall-clock reconcile schedule: every 15 seconds (node-cron, 6 fields). */
 export const DEFAULT_RECONCILE_CRON = '*/15 * * * * *';
-/** Default mode of token files written by the file store: 0600. */
-export const DEFAULT_FILE_MODE = 0o600;
 /** Default Redis key prefix in cluster mode (with a hash tag). */
 export const DEFAULT_CLUSTER_PREFIX = '{tokend}:';
 /** Default Redis key prefix. */

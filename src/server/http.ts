@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { isLoopbackHost } from '../config/schema.js';
 import { MIN_USABLE_MS } from '../refresh/policy.js';
 import type { TokenHandle } from '../refresh/handle.js';
-import type { AccessToken } from '../token.js';
+import { TOKEN_NAME_RE, type AccessToken } from '../token.js';
 
 /** Why an incoming token was refused (the `reason` of a 401 from `POST /v1/verify`). */
 export type VerifyFailureReason =
@@ -77,10 +77,6 @@ export interface TokenServer {
   close(): Promise<void>;
 }
 
-/** A token name as the config allows it; anything else is 404 without being echoed. */
-const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-/** A token is served only while at least this much of its life remains (ms); the same rule as readiness. */
-export const MIN_SERVED_VALIDITY_MS = MIN_USABLE_MS;
 const MIN_TTL_RE = /^[0-9]{1,5}$/;
 const MAX_MIN_TTL_S = 86_400;
 /** Largest body read (and discarded) from a request that should have none, in bytes. */
@@ -340,7 +336,7 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
     // The handle promises a valid token; checking again here costs one comparison and makes
     // "never an expired token" this function's own guarantee. A token with under a second left
     // would expire in the caller's hands (and read as expires_in 0), so it counts as expired.
-    if (token === undefined || token.expiresAt - now < MIN_SERVED_VALIDITY_MS) return sendUnavailable(res, entry);
+    if (token === undefined || token.expiresAt - now < MIN_USABLE_MS) return sendUnavailable(res, entry);
     if (text) {
       if (entry.token !== token) refreshEntry(entry, token, Math.floor((token.expiresAt - now) / 1000));
       return send(res, 200, entry.textHeaders, entry.text);
@@ -358,7 +354,7 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
     if (known !== undefined) return sendToken(res, known, known.handle.current(), text);
     const q = url.indexOf('?', TOKEN_PREFIX.length);
     const name = q < 0 ? url.slice(TOKEN_PREFIX.length) : url.slice(TOKEN_PREFIX.length, q);
-    if (!NAME_RE.test(name)) return sendFixed(res, R_UNKNOWN_TOKEN);
+    if (!TOKEN_NAME_RE.test(name)) return sendFixed(res, R_UNKNOWN_TOKEN);
     const entry = entryFor(name);
     if (entry === undefined) return sendFixed(res, R_UNKNOWN_TOKEN);
     if (q < 0) {

@@ -2,13 +2,13 @@ import { chmod, mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { TokendError } from '../errors.js';
-import type { AccessToken } from '../token.js';
+import { TOKEN_NAME_RE, type AccessToken } from '../token.js';
 import { fsyncDir, probeWritable, readFileLimited, removeTempFiles, writeFileAtomic } from './atomic.js';
 import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
-import type { CorruptionReporter, StoredState, TokenStore } from './store.js';
+import { DEFAULT_FILE_MODE, type CorruptionReporter, type StoredState, type TokenStore } from './store.js';
 
-/** Default mode of the access-token files: owner read/write only. */
-export const DEFAULT_FILE_MODE = 0o600;
+export { DEFAULT_FILE_MODE };
+
 /** Mode of a token directory tokend has to create. */
 export const DIR_MODE = 0o755;
 /** Mode of the state directory and of every refresh-token state file, whatever `mode` says. */
@@ -16,8 +16,6 @@ export const STATE_DIR_MODE = 0o700;
 /** Mode of refresh-token state files. */
 export const STATE_FILE_MODE = 0o600;
 
-// The config schema's token-name rule; checked again here because the name becomes a file name.
-const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 // readEntry's answer for a file that exists but was unusable and has been reported already.
 const REPORTED = Symbol('reported');
 
@@ -306,7 +304,7 @@ export class FileStore implements TokenStore {
 
   /** Runs op after every earlier operation on name, so writes for one name never interleave. */
   private serialized<T>(name: string, op: () => Promise<T>): Promise<T> {
-    if (!NAME.test(name) || name.endsWith('.json')) {
+    if (!TOKEN_NAME_RE.test(name) || name.endsWith('.json')) {
       // A name ending in .json would share a file with another token's metadata.
       return Promise.reject(
         new TokendError('STORE_UNAVAILABLE', `file store: token name ${JSON.stringify(name)} cannot be used as a file name`),

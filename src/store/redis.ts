@@ -3,7 +3,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions, type Result } f
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { TokendError } from '../errors.js';
 import { EVENTS, serializeError, type Logger } from '../log.js';
-import type { AccessToken } from '../token.js';
+import { TOKEN_NAME_RE, type AccessToken } from '../token.js';
 import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
 import { decryptRefreshToken, encryptRefreshToken, isEncrypted, KEY_BYTES } from './crypto.js';
 import { ACQUIRE, READ, RELEASE, REMOVE, RENEW, WRITE } from './redis-scripts.js';
@@ -76,7 +76,6 @@ const MAX_MESSAGE_CHARS = 512;
 /** Bound on compare-and-set retries: only unfenced writers racing each other can cause one. */
 const MAX_CAS_ATTEMPTS = 8;
 const DEFAULT_URL = 'redis://127.0.0.1:6379/0';
-const TOKEN_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 // READ's markers for values that are not readable strings.
 const TOO_LARGE = -1;
 const WRONG_TYPE = -2;
@@ -678,7 +677,7 @@ export class RedisStore implements SharedStore {
   // ---------------------------------------------------------------- plumbing
 
   private keys(name: string): Keys {
-    if (!TOKEN_NAME.test(name)) throw new TokendError('CONFIG_INVALID', `token name "${name.slice(0, 64)}" is not valid`);
+    if (!TOKEN_NAME_RE.test(name)) throw new TokendError('CONFIG_INVALID', `token name "${name.slice(0, 64)}" is not valid`);
     const base = this.prefix + name;
     return { access: base, meta: `${base}:meta`, state: `${base}:state`, lease: `${base}:lease`, fence: `${base}:fence` };
   }
@@ -836,10 +835,10 @@ function message(name: string, generation: number): string {
 /** The token name a pub/sub message announces; undefined for anything malformed. */
 export function parseMessage(msg: unknown): string | undefined {
   if (typeof msg !== 'string' || msg.length === 0 || msg.length > MAX_MESSAGE_CHARS) return undefined;
-  if (TOKEN_NAME.test(msg)) return msg;
+  if (TOKEN_NAME_RE.test(msg)) return msg;
   try {
     const doc = JSON.parse(msg) as { name?: unknown };
-    return typeof doc?.name === 'string' && TOKEN_NAME.test(doc.name) ? doc.name : undefined;
+    return typeof doc?.name === 'string' && TOKEN_NAME_RE.test(doc.name) ? doc.name : undefined;
   } catch {
     return undefined;
   }

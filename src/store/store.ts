@@ -1,5 +1,8 @@
 import type { AccessToken } from '../token.js';
 
+/** Default mode of the access-token files the file store writes: owner read/write only. */
+export const DEFAULT_FILE_MODE = 0o600;
+
 /** What a store holds for one token. */
 export interface StoredState {
   readonly access?: AccessToken | undefined;

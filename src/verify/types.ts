@@ -22,10 +22,3 @@ export interface Verifier {
   /** Drops caches; later calls still work (they start cold). */
   close(): Promise<void>;
 }
-
-/** Log event names of the verifier (kept here until log.ts's EVENTS lists them). */
-export const VERIFY_EVENTS = {
-  rejected: 'verify.rejected',
-  unavailable: 'verify.unavailable',
-  discovered: 'verify.discovered',
-} as const;

@@ -15,10 +15,10 @@ import type { Clock } from '../clock.js';
 import type { SecretSource, VerifyConfig, VerifyIssuerConfig } from '../config/types.js';
 import { readSecret as readSecretFromConfig } from '../config/secrets.js';
 import { ConfigError, TokendError } from '../errors.js';
-import { serializeError, type Logger } from '../log.js';
+import { EVENTS, serializeError, type Logger } from '../log.js';
 import { reasonForJoseError } from './classify.js';
 import { IntrospectionCache, introspectionCacheTtl, judgeIntrospection, tokenCacheKey } from './introspection.js';
-import { VERIFY_EVENTS, type Verifier, type VerifyOutcome, type VerifyReason } from './types.js';
+import { type Verifier, type VerifyOutcome, type VerifyReason } from './types.js';
 
 export type { Verifier, VerifyOutcome, VerifyReason } from './types.js';
 
@@ -125,7 +125,7 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
   const introspectors = states.filter((s) => s.cfg.introspection !== undefined);
 
   function reject(reason: VerifyReason, issuer?: string): VerifyOutcome {
-    logger.debug({ event: VERIFY_EVENTS.rejected, issuer, reason }, 'incoming token refused');
+    logger.debug({ event: EVENTS.verifyRejected, issuer, reason }, 'incoming token refused');
     return { active: false, reason };
   }
 
@@ -140,7 +140,7 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     // One warning per issuer per interval: during an outage every request would log otherwise.
     if (now - state.lastWarnAt >= WARN_INTERVAL_MS) {
       state.lastWarnAt = now;
-      logger.warn({ event: VERIFY_EVENTS.unavailable, issuer: state.cfg.issuer, err: serializeError(err) }, out.message);
+      logger.warn({ event: EVENTS.verifyUnavailable, issuer: state.cfg.issuer, err: serializeError(err) }, out.message);
     }
     return out;
   }
@@ -195,7 +195,7 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     }
     const canIntrospect = ix !== undefined && typeof meta.introspection_endpoint === 'string';
     logger.info(
-      { event: VERIFY_EVENTS.discovered, issuer: ic.issuer, jwks: jwks !== undefined, introspection: canIntrospect },
+      { event: EVENTS.verifyDiscovered, issuer: ic.issuer, jwks: jwks !== undefined, introspection: canIntrospect },
       'trusted issuer discovered',
     );
     return { config, hasJwks: jwks !== undefined, canIntrospect, ...keyLookup(state, jwks) };
