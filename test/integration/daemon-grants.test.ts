@@ -152,8 +152,16 @@ describe('tokend run against a real identity provider', () => {
     await p.waitForEvent('token.acquired', { token: 'orders' });
     const served = (await getToken(url, 'orders')).json();
     expect(served.access_token).not.toBe('stale-token-value');
-    await until(() => readFileSync(`${dir}/orders`, 'utf8') === served.access_token, 'file replaced');
-    expect(JSON.parse(readFileSync(`${dir}/orders.json`, 'utf8')).access_token).toBe(served.access_token);
+    // The store renames NAME before NAME.json, so wait for the pair rather than for the first file.
+    const metaOf = () => {
+      try {
+        return JSON.parse(readFileSync(`${dir}/orders.json`, 'utf8')) as { access_token?: string };
+      } catch {
+        return undefined;
+      }
+    };
+    await until(() => readFileSync(`${dir}/orders`, 'utf8') === served.access_token && metaOf()?.access_token === served.access_token, 'both files replaced');
+    expect(metaOf()?.access_token).toBe(served.access_token);
     expect((await p.stop()).code).toBe(0);
   });
 });
