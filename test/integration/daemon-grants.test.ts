@@ -34,15 +34,17 @@ describe('tokend run against a real identity provider', () => {
 
     // The file store: raw token for `cat`, JSON with metadata, both 0600.
     const file = `${w.tokensDir}/orders`;
-    await until(() => {
+    // Read the pair once inside the wait: with 4 s tokens a refresh may replace both right after.
+    const meta = await until(() => {
       try {
-        return readFileSync(file, 'utf8') === body.access_token && readFileSync(`${file}.json`, 'utf8').includes(body.access_token as string);
+        if (readFileSync(file, 'utf8') !== body.access_token) return undefined;
+        const m = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as Record<string, unknown>;
+        return m.access_token === body.access_token ? m : undefined;
       } catch {
-        return false;
+        return undefined;
       }
     }, 'token files');
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    const meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as Record<string, unknown>;
     expect(meta.access_token).toBe(body.access_token);
     expect(meta.expires_at).toBe(body.expires_at);
     expect(statSync(`${file}.json`).mode & 0o777).toBe(0o600);

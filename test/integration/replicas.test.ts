@@ -94,15 +94,27 @@ describe('replicas sharing Redis', () => {
     expect(invalidGrants()).toBe(0);
 
     // Key layout: raw token with a TTL no longer than its lifetime, metadata JSON, refresh-token state.
+    // One snapshot of the keys and the endpoint: a refresh may land between two reads, so read
+    // again (for at most 3 s) until none did; the assertions are on that snapshot.
     const c = redis.client();
-    const raw = await c.get(`${PREFIX}shared`);
-    const served = (await getToken(replicas[0]!.url, 'shared')).json();
-    expect(raw).toBe(served.access_token);
-    const pttl = await c.pttl(`${PREFIX}shared`);
-    expect(pttl).toBeGreaterThan(0);
-    expect(pttl).toBeLessThanOrEqual(TTL_SEC * 1000);
-    const meta = JSON.parse((await c.get(`${PREFIX}shared:meta`))!) as Record<string, unknown>;
-    expect(meta.expires_at).toBe(served.expires_at);
+    const snap = await until(
+      async () => {
+        const raw = await c.get(`${PREFIX}shared`);
+        const pttl = await c.pttl(`${PREFIX}shared`);
+        const metaJson = await c.get(`${PREFIX}shared:meta`);
+        const served = (await getToken(replicas[0]!.url, 'shared')).json();
+        // A replica adopts a new commit within milliseconds (pub/sub): retry rather than race it.
+        const settled = served.access_token === raw && (await c.get(`${PREFIX}shared`)) === raw;
+        return settled ? { raw, pttl, metaJson, served } : undefined;
+      },
+      'a snapshot without a refresh in between',
+      3_000,
+    );
+    expect(snap.raw).toBe(snap.served.access_token);
+    expect(snap.pttl).toBeGreaterThan(0);
+    expect(snap.pttl).toBeLessThanOrEqual(TTL_SEC * 1000);
+    const meta = JSON.parse(snap.metaJson!) as Record<string, unknown>;
+    expect(meta.expires_at).toBe(snap.served.expires_at);
     expect(await c.exists(`${PREFIX}shared:state`)).toBe(1);
   });
 
