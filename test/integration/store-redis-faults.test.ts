@@ -4,7 +4,8 @@ import { createLogger } from '../../src/log.js';
 import { RedisStore, type RedisStoreOptions } from '../../src/store/redis.js';
 import type { StoredState } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
-import { startRedis, until, type RedisHandle } from '../support/redis.js';
+import { startRedis, type RedisHandle } from '../support/redis.js';
+import { until } from '../support/until.js';
 
 let redis: RedisHandle;
 let stores: RedisStore[] = [];
@@ -52,7 +53,7 @@ describe('RedisStore when Redis fails', () => {
     expect(store.isAvailable()).toBe(true);
 
     await redis.kill9();
-    await until('the store to notice the outage', () => !store.isAvailable(), 3_000);
+    await until(() => !store.isAvailable(), 'the store to notice the outage', 3_000, 20);
 
     const ops: Array<() => Promise<unknown>> = [
       () => store.load('orders'),
@@ -64,7 +65,7 @@ describe('RedisStore when Redis fails', () => {
     for (const op of ops) expect(await failsWithin(op)).toBeLessThan(1_500);
 
     await redis.restart();
-    await until('the store to reconnect', () => store.isAvailable(), 5_000);
+    await until(() => store.isAvailable(), 'the store to reconnect', 5_000, 20);
     // The restarted server is empty (no persistence): the data are gone, not corrupt.
     expect((await store.load('orders')).access).toBeUndefined();
     await store.saveAccessToken('orders', token('at-after', 60_000));
@@ -84,7 +85,7 @@ describe('RedisStore when Redis fails', () => {
     } finally {
       redis.resume();
     }
-    await until('the store to answer again', async () => (await store.load('orders').then(() => true, () => false)), 5_000);
+    await until(async () => (await store.load('orders').then(() => true, () => false)), 'the store to answer again', 5_000, 20);
   });
 
   it('aborts the lease when renewals fail for leaseMs during an outage', async () => {
@@ -104,25 +105,26 @@ describe('RedisStore when Redis fails', () => {
     await Promise.all([a.init(), b.init()]);
     const states: StoredState[] = [];
     b.watch('orders', (s) => states.push(s));
-    await until('the initial state', () => states.length === 1);
+    await until(() => states.length === 1, 'the initial state', 5_000, 20);
     await a.saveAccessToken('orders', token('at-1', 60_000));
-    await until('the first change', () => states.some((s) => s.access?.accessToken === 'at-1'));
+    await until(() => states.some((s) => s.access?.accessToken === 'at-1'), 'the first change', 5_000, 20);
 
     await redis.kill9();
-    await until('both stores to notice the outage', () => !a.isAvailable() && !b.isAvailable(), 3_000);
+    await until(() => !a.isAvailable() && !b.isAvailable(), 'both stores to notice the outage', 3_000, 20);
     const before = states.length;
     await redis.restart();
-    await until('both stores to reconnect', () => a.isAvailable() && b.isAvailable(), 5_000);
+    await until(() => a.isAvailable() && b.isAvailable(), 'both stores to reconnect', 5_000, 20);
     // After reconnecting, the watcher reloads: Redis came back empty, and it is told so.
-    await until('the resync after reconnect', () => states.slice(before).some((s) => s.access === undefined));
+    await until(() => states.slice(before).some((s) => s.access === undefined), 'the resync after reconnect', 5_000, 20);
 
     await until(
-      'a commit after the restart to reach the watcher',
       async () => {
         await a.saveAccessToken('orders', token(`at-2-${Date.now()}`, 60_000 + states.length));
         return states.some((s) => s.access?.accessToken.startsWith('at-2-'));
       },
+      'a commit after the restart to reach the watcher',
       5_000,
+      20,
     );
   });
 });

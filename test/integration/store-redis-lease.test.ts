@@ -5,7 +5,8 @@ import { createLogger } from '../../src/log.js';
 import { RedisStore, type RedisStoreOptions } from '../../src/store/redis.js';
 import type { Lease, StoredState } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
-import { startRedis, until, type RedisHandle } from '../support/redis.js';
+import { startRedis, type RedisHandle } from '../support/redis.js';
+import { until } from '../support/until.js';
 
 const LEASE_MS = 600;
 
@@ -92,7 +93,7 @@ describe('refresh lease', () => {
     const [a] = await pair();
     const gate = deferred();
     const first = a.withLease('orders', () => gate.promise);
-    await until('the first lease to be taken', async () => (await admin.exists(`${prefix}orders:lease`)) === 1);
+    await until(async () => (await admin.exists(`${prefix}orders:lease`)) === 1, 'the first lease to be taken', 5_000, 20);
     const second = await a.withLease('orders', async () => 'ran');
     expect(second.acquired).toBe(false);
     gate.resolve();
@@ -142,9 +143,10 @@ describe('refresh lease', () => {
     await admin.client('KILL', 'ID', id as string);
 
     await until(
-      'B to take the lease',
       async () => (await b.withLease('orders', async () => true)).acquired,
+      'B to take the lease',
       LEASE_MS * 3,
+      20,
     );
     expect(Date.now() - killedAt).toBeLessThanOrEqual(LEASE_MS + 250);
 
@@ -258,7 +260,7 @@ describe('watch', () => {
     const stop = b.watch('orders', (state) => {
       if (state.access?.accessToken === 'at-watched') seen.resolve(state);
     });
-    await until('the watcher to be subscribed', async () => Number(await admin.pubsub('NUMSUB', `${prefix}events`).then((r) => (r as unknown[])[1])) >= 1);
+    await until(async () => Number(await admin.pubsub('NUMSUB', `${prefix}events`).then((r) => (r as unknown[])[1])) >= 1, 'the watcher to be subscribed', 5_000, 20);
     await a.withLease('orders', (lease) => a.commit(lease, { access: token('at-watched', 60_000), refreshToken: 'rt-watched' }));
     const state = await seen.promise;
     expect(state.refreshToken).toBe('rt-watched');
@@ -270,23 +272,23 @@ describe('watch', () => {
     const calls: string[] = [];
     const stop = b.watch('orders', (state) => calls.push(state.access?.accessToken ?? 'none'));
     // The first call reports the current state (nothing yet), once the subscription is up.
-    await until('the initial state', () => calls.length === 1);
+    await until(() => calls.length === 1, 'the initial state', 5_000, 20);
     expect(calls).toEqual(['none']);
     calls.length = 0;
     await admin.publish(`${prefix}events`, '{"name": 42}');
     await admin.publish(`${prefix}events`, 'x'.repeat(10_000));
     await a.saveAccessToken('billing', token('at-billing', 60_000));
     await a.saveAccessToken('orders', token('at-orders-1', 60_000));
-    await until('the orders change to arrive', () => calls.includes('at-orders-1'));
+    await until(() => calls.includes('at-orders-1'), 'the orders change to arrive', 5_000, 20);
     expect(calls).toEqual(['at-orders-1']);
     stop();
     await a.saveAccessToken('orders', token('at-orders-2', 120_000));
     // Messages arrive in publish order: once a later billing change is seen, the orders one was too.
     const c2: string[] = [];
     const stop2 = b.watch('billing', (s) => c2.push(s.access?.accessToken ?? 'none'));
-    await until('the initial billing state', () => c2.includes('at-billing'));
+    await until(() => c2.includes('at-billing'), 'the initial billing state', 5_000, 20);
     await a.saveAccessToken('billing', token('at-billing-2', 120_000));
-    await until('the billing change to arrive', () => c2.includes('at-billing-2'));
+    await until(() => c2.includes('at-billing-2'), 'the billing change to arrive', 5_000, 20);
     expect(calls).toEqual(['at-orders-1']);
     stop2();
   });

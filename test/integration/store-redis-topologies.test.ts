@@ -4,7 +4,8 @@ import { createLogger } from '../../src/log.js';
 import { RedisStore } from '../../src/store/redis.js';
 import type { StoredState } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
-import { startRedis, startSentinel, until } from '../support/redis.js';
+import { startRedis, startSentinel } from '../support/redis.js';
+import { until } from '../support/until.js';
 
 const logger = createLogger('warn', { write: () => undefined });
 const cleanups: Array<() => Promise<void>> = [];
@@ -23,7 +24,7 @@ async function exercise(a: RedisStore, b: RedisStore): Promise<void> {
   await Promise.all([a.init(), b.init()]);
   const seen: StoredState[] = [];
   b.watch('orders', (s) => seen.push(s));
-  await until('the watcher to start', () => seen.length >= 1);
+  await until(() => seen.length >= 1, 'the watcher to start', 5_000, 20);
 
   const outcome = await a.withLease('orders', async (lease) => {
     const other = await b.withLease('orders', async () => 'stolen');
@@ -31,7 +32,7 @@ async function exercise(a: RedisStore, b: RedisStore): Promise<void> {
     return other.acquired;
   });
   expect(outcome).toEqual({ acquired: true, value: false });
-  await until('the commit to reach the other replica', () => seen.some((s) => s.access?.accessToken === 'at-topology'));
+  await until(() => seen.some((s) => s.access?.accessToken === 'at-topology'), 'the commit to reach the other replica', 5_000, 20);
   const loaded = await b.load('orders');
   expect(loaded.refreshToken).toBe('rt-topology');
 }

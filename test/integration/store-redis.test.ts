@@ -6,7 +6,8 @@ import { hasCode } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { RedisStore, type RedisStoreOptions } from '../../src/store/redis.js';
 import type { AccessToken } from '../../src/token.js';
-import { startRedis, until, type RedisHandle } from '../support/redis.js';
+import { startRedis, type RedisHandle } from '../support/redis.js';
+import { until } from '../support/until.js';
 
 interface Corruption {
   name: string;
@@ -114,7 +115,7 @@ describe('RedisStore key layout', () => {
     const start = Date.now();
     await store.saveAccessToken('short', token('at-short', 300, start));
     expect(await admin.get(`${prefix}short`)).toBe('at-short');
-    await until('the access token key to expire', async () => (await admin.get(`${prefix}short`)) === null, 2_000);
+    await until(async () => (await admin.get(`${prefix}short`)) === null, 'the access token key to expire', 2_000, 20);
     expect(Date.now() - start).toBeGreaterThanOrEqual(250);
     expect(await admin.exists(`${prefix}short:meta`)).toBe(0);
     expect((await store.load('short')).access).toBeUndefined();

@@ -181,13 +181,4 @@ export async function getToken(
   return { status: res.status, body, headers: res.headers, json: () => JSON.parse(body) as Record<string, unknown> };
 }
 
-/** Polls fn until it returns a truthy value (for conditions with no event to await, e.g. files on disk). */
-export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 15_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { until } from './until.js';

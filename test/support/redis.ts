@@ -4,6 +4,7 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { until } from './until.js';
 
 /** A redis-server child process started by a test (which must call stop()). */
 export interface RedisHandle {
@@ -200,7 +201,7 @@ async function assignAllSlots(port: number, password: string | undefined): Promi
   c.on('error', () => undefined);
   try {
     await c.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
-    await until('the one-node cluster to be ok', async () => String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok'));
+    await until(async () => String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok'), 'the one-node cluster to be ok', 5_000, 20);
   } finally {
     c.disconnect();
   }
@@ -249,19 +250,5 @@ export async function startSentinel(master: RedisHandle, name = 'mymaster'): Pro
         throw err;
       }
     }
-  }
-}
-
-/**
- * Polls check (every 20 ms) until it returns a truthy value, which it resolves to; rejects after
- * timeoutMs naming what was awaited. For conditions that have no event to await (a TTL lapsing).
- */
-export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 5_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
