@@ -1,17 +1,12 @@
 import cron from 'node-cron';
 import type { DestinationStream } from 'pino';
-import type { Config, StoreConfig } from './config/types.js';
-import { readSecret } from './config/secrets.js';
+import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { createLogger, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
 import { Refresher } from './refresh/refresher.js';
 import type { TokenHandle } from './refresh/handle.js';
-import type { TokenStore, CorruptionReporter } from './store/store.js';
-import { MemoryStore } from './store/memory.js';
-import { FileStore } from './store/file.js';
-import { RedisStore } from './store/redis.js';
-import { loadEncryptionKey } from './store/crypto.js';
+import { createStore } from './store/create.js';
 import { createTokenServer, type TokenServer } from './server/http.js';
 import { Metrics } from './server/metrics.js';
 import { createMetricsServer, type MetricsServer } from './server/metrics-server.js';
@@ -34,34 +29,6 @@ export interface Daemon {
   readonly logger: Logger;
   /** Stops timers, lets in-flight writes finish, revokes where configured, closes everything. */
   stop(): Promise<void>;
-}
-
-/** Builds the store the config names. The store is not initialised yet. */
-export async function createStore(cfg: StoreConfig, logger: Logger): Promise<TokenStore> {
-  const onCorrupt: CorruptionReporter = (token, what, reason) =>
-    logger.error({ event: EVENTS.storeCorrupt, token, what, reason }, 'stored entry is corrupt; it will be replaced');
-  switch (cfg.type) {
-    case 'memory':
-      return new MemoryStore();
-    case 'file':
-      return new FileStore({ dir: cfg.dir, mode: cfg.mode, stateDir: cfg.stateDir, onCorrupt });
-    case 'redis': {
-      const password = cfg.password ? await readSecret(cfg.password, 'store.password') : undefined;
-      const encryptionKey = cfg.encryptionKeyFile ? await loadEncryptionKey(cfg.encryptionKeyFile) : undefined;
-      return new RedisStore({
-        url: cfg.url,
-        prefix: cfg.prefix,
-        password,
-        encryptionKey,
-        sentinels: cfg.sentinels,
-        sentinelName: cfg.sentinelName,
-        cluster: cfg.cluster,
-        leaseMs: cfg.leaseMs,
-        logger: logger.child({ component: 'redis' }),
-        onCorrupt,
-      });
-    }
-  }
 }
 
 /**

@@ -7,7 +7,6 @@
  * - STORE_UNAVAILABLE: the store could not be read or written
  * - TOKEN_UNAVAILABLE: no valid token exists right now
  * - LEASE_LOST: another replica holds (or took over) the refresh lease
- * - VERIFY_FAILED: an incoming token was refused (see `reason`)
  */
 export type ErrorCode =
   | 'CONFIG_INVALID'
@@ -16,8 +15,7 @@ export type ErrorCode =
   | 'DISCOVERY_FAILED'
   | 'STORE_UNAVAILABLE'
   | 'TOKEN_UNAVAILABLE'
-  | 'LEASE_LOST'
-  | 'VERIFY_FAILED';
+  | 'LEASE_LOST';
 
 /** Every error tokend raises on purpose. Messages name the token and field, never a secret value. */
 export class TokendError extends Error {

@@ -1,5 +1,8 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
-import type { LogLevel } from './config/types.js';
+
+/** pino levels a config may name, quietest first. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Token event names, as in the public contract. Every log line for a token carries one. */
 export const EVENTS = {

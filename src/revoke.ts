@@ -1,7 +1,7 @@
 import type { Config, TokenConfig } from './config/types.js';
 import { systemClock } from './clock.js';
 import { createLogger } from './log.js';
-import { createStore } from './daemon.js';
+import { createStore } from './store/create.js';
 import { createTokenSource } from './oauth/grants.js';
 
 /**

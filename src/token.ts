@@ -42,7 +42,31 @@ export function normaliseTokenType(t: string | undefined): string {
   return t;
 }
 
-/** True when the token has more than minValidityMs of life left at time now. */
-export function isValidAt(token: AccessToken | undefined, now: number, minValidityMs = 0): token is AccessToken {
-  return token !== undefined && token.expiresAt - now > minValidityMs;
+/** Longest access or refresh token accepted anywhere (from an IdP, a store, a request), in characters. */
+export const MAX_TOKEN_CHARS = 16_384;
+
+/**
+ * A token with less than this much life left (ms) counts as expired: it would expire in the
+ * caller's hands (and read as expires_in 0). Neither served, nor reported ready, nor adopted.
+ */
+export const MIN_USABLE_MS = 1_000;
+
+/**
+ * The one "may this token be used now" rule, for the refresher, every store, the endpoint and
+ * revoke: the token exists and has at least MIN_USABLE_MS of life left at now (ms since epoch).
+ */
+export function isUsable(token: AccessToken | undefined, now: number): token is AccessToken {
+  return token !== undefined && token.expiresAt - now >= MIN_USABLE_MS;
+}
+
+/**
+ * The one "is this write stale" rule: true when candidate should replace stored. A token obtained
+ * under other settings (another grantKey: the config changed) always replaces; under the same
+ * settings only a strictly later expiry does (an equal one is the same token or an equivalent
+ * copy: rewriting it would wake file watchers for nothing).
+ */
+export function isNewerThan(candidate: AccessToken, stored: AccessToken | undefined): boolean {
+  if (stored === undefined) return true;
+  if (candidate.grantKey !== stored.grantKey) return true;
+  return candidate.expiresAt > stored.expiresAt;
 }

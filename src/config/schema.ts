@@ -11,8 +11,10 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { validateDetailed as validateCron } from 'node-cron';
 import * as z from 'zod';
+import { ASYMMETRIC_JWS_ALGORITHMS, HMAC_JWS_ALGORITHMS, isHmacAlgorithm, isJwsAlgorithm } from '../jws.js';
+import { isLoopbackHost } from '../net.js';
+import { LOG_LEVELS } from '../log.js';
 import { TOKEN_NAME_RE } from '../token.js';
-import { ConfigError } from '../errors.js';
 import { DEFAULT_FILE_MODE } from '../store/store.js';
 import { DURATION_EXPECTED, formatDuration, parseDuration } from './duration.js';
 import type {
@@ -20,7 +22,6 @@ import type {
   Config,
   IntrospectionConfig,
   ListenAddress,
-  LogLevel,
   SecretSource,
   StoreConfig,
   TokenConfig,
@@ -54,17 +55,6 @@ export const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Algorithms accepted in verify.issuers[].algorithms. `none` is never among them. */
-export const VERIFY_ALGORITHMS = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
-  'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
-  'HS256', 'HS384', 'HS512',
-] as const;
-const HMAC_ALGORITHMS: ReadonlySet<string> = new Set(['HS256', 'HS384', 'HS512']);
-/** Algorithms accepted for private_key_jwt client assertions. */
-export const PRIVATE_KEY_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const satisfies readonly LogLevel[];
 const CLIENT_AUTH = [
   'client_secret_basic',
   'client_secret_post',
@@ -75,25 +65,6 @@ const SECRET_AUTH: ReadonlySet<unknown> = new Set(['client_secret_basic', 'clien
 
 // ---------------------------------------------------------------------------------------------
 // Small pure parsers, exported because the CLI and other parts reuse them.
-
-/**
- * True for hosts that cannot be reached from another machine: 127.0.0.0/8, ::1 and `localhost`.
- * Accepts a bare IPv6 address or one in URL brackets (`[::1]`).
- */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
-  if (h === 'localhost') return true;
-  if (isIPv4(h)) return h.startsWith('127.');
-  if (isIPv6(h)) {
-    // Canonicalise (0:0:0:0:0:0:0:1, ::0001, ...) through the WHATWG URL parser.
-    try {
-      return new URL(`http://[${h}]/`).hostname === '[::1]';
-    } catch {
-      return false;
-    }
-  }
-  return false;
-}
 
 const HOSTNAME_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
 const LISTEN_EXPECTED = 'expected host:port, [ipv6]:port or unix:/absolute/path';
@@ -411,9 +382,9 @@ function checkVerifyIssuer(ctx: Ctx, v: Obj): void {
       if (typeof alg !== 'string') return;
       if (alg.toLowerCase() === 'none') {
         report(ctx, ['algorithms', i], 'none is never allowed');
-      } else if (!(VERIFY_ALGORITHMS as readonly string[]).includes(alg)) {
-        report(ctx, ['algorithms', i], `expected ${orList(VERIFY_ALGORITHMS)}`);
-      } else if (HMAC_ALGORITHMS.has(alg)) {
+      } else if (!isJwsAlgorithm(alg)) {
+        report(ctx, ['algorithms', i], `expected ${orList([...ASYMMETRIC_JWS_ALGORITHMS, ...HMAC_JWS_ALGORITHMS])}`);
+      } else if (isHmacAlgorithm(alg)) {
         listsHmac = true;
         if (!hasHmac) report(ctx, ['algorithms', i], `${alg} needs hmacSecret or hmacSecretFile`);
       }
@@ -494,7 +465,7 @@ const tokenSchema = z
     clientAuth: z.enum(CLIENT_AUTH).default('client_secret_basic'),
     privateKeyFile: filePath.optional(),
     privateKeyId: nonEmpty.optional(),
-    privateKeyAlg: z.enum(PRIVATE_KEY_ALGORITHMS).optional(),
+    privateKeyAlg: z.enum(ASYMMETRIC_JWS_ALGORITHMS).optional(),
     revokeOnShutdown: bool.default(false),
     timeout: duration(1).default(DEFAULT_TIMEOUT_MS),
     defaultLifetime: duration(1_000).default(DEFAULT_LIFETIME_MS),
@@ -761,11 +732,4 @@ function tokenNameProblems(data: unknown): ConfigProblem[] {
 /** Formats problems as `path: message` lines, without duplicates, in the order found. */
 export function problemLines(problems: readonly ConfigProblem[]): string[] {
   return [...new Set(problems.map((p) => `${p.path}: ${p.message}`))];
-}
-
-/** Like checkConfig, but throws ConfigError (code CONFIG_INVALID) listing every problem. */
-export function validateConfig(data: unknown): Config {
-  const r = checkConfig(data);
-  if (!r.ok) throw new ConfigError(problemLines(r.problems));
-  return r.config;
 }

@@ -1,3 +1,4 @@
+import type { LogLevel } from '../log.js';
 /**
  * The validated, resolved configuration. `schema.ts` parses the documented file format into this;
  * everything else in tokend codes against these types only.
@@ -90,7 +91,6 @@ export interface VerifyConfig {
   readonly issuers: readonly VerifyIssuerConfig[];
 }
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface Config {
   readonly listen: ListenAddress;

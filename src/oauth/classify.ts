@@ -176,8 +176,3 @@ function withOauth(oauthError: string | undefined, status: number | undefined): 
   if (status !== undefined) out.status = status;
   return out;
 }
-
-/** True for errors worth retrying with backoff (GRANT_TRANSIENT, DISCOVERY_FAILED). */
-export function isRetryable(err: unknown): boolean {
-  return err instanceof TokendError && (err.code === 'GRANT_TRANSIENT' || err.code === 'DISCOVERY_FAILED');
-}

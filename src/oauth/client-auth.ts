@@ -7,6 +7,7 @@ import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { importJWK, importPKCS8, type JWK } from 'jose';
 import { TokendError } from '../errors.js';
+import { ASYMMETRIC_JWS_ALGORITHMS } from '../jws.js';
 
 /** A loaded signing key: what openid-client's PrivateKeyJwt takes, plus the JWS alg. */
 export interface ClientSigningKey {
@@ -33,7 +34,7 @@ export interface ClientKeyOptions {
 /** Loads the key on demand; call on every grant, it only touches the disk for a stat when nothing changed. */
 export type ClientKeyLoader = () => Promise<ClientSigningKey>;
 
-const SUPPORTED_ALGS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
+const SUPPORTED_ALGS: ReadonlySet<string> = new Set(ASYMMETRIC_JWS_ALGORITHMS);
 
 /** Creates a loader that re-reads the key file when it changes. Errors are CONFIG_INVALID naming the file, never its content. */
 export function createClientKeyLoader(opts: ClientKeyOptions): ClientKeyLoader {

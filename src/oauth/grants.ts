@@ -12,14 +12,12 @@ import type { Clock } from '../clock.js';
 import type { SecretSource, TokenConfig } from '../config/types.js';
 import { readSecret } from '../config/secrets.js';
 import { TokendError } from '../errors.js';
-import { normaliseTokenType, type AccessToken, type GrantResult } from '../token.js';
+import { MAX_TOKEN_CHARS, normaliseTokenType, type AccessToken, type GrantResult } from '../token.js';
 import { classifyGrantError } from './classify.js';
 import { createClientKeyLoader, type ClientKeyLoader } from './client-auth.js';
 import { createIssuerResolver, fetchWithSignal, type IssuerResolver } from './issuer.js';
 import { attachRotatedRefreshToken, type TokenSource } from './source.js';
 
-/** Longest access or refresh token accepted from an IdP (characters). */
-export const MAX_TOKEN_LENGTH = 16_384;
 /** Longest lifetime believed from an IdP: 400 days (ms). Longer claims are capped. */
 export const MAX_LIFETIME_MS = 400 * 86_400_000;
 /** Dependencies of createTokenSource. */
@@ -226,14 +224,14 @@ export function toGrantResult(
   const refreshToken: unknown = response.refresh_token;
   if (refreshToken !== undefined) {
     if (typeof refreshToken !== 'string' || refreshToken.length === 0) throw invalid('refresh_token is not a string');
-    if (refreshToken.length > MAX_TOKEN_LENGTH) throw invalid(`refresh_token is longer than ${MAX_TOKEN_LENGTH} characters`);
+    if (refreshToken.length > MAX_TOKEN_CHARS) throw invalid(`refresh_token is longer than ${MAX_TOKEN_CHARS} characters`);
     if (CONTROL_CHARS.test(refreshToken)) throw invalid('refresh_token contains control characters');
     rotated = refreshToken;
   }
 
   const accessToken: unknown = response.access_token;
   if (typeof accessToken !== 'string' || accessToken.length === 0) throw invalid('access_token is missing');
-  if (accessToken.length > MAX_TOKEN_LENGTH) throw invalid(`access_token is longer than ${MAX_TOKEN_LENGTH} characters`);
+  if (accessToken.length > MAX_TOKEN_CHARS) throw invalid(`access_token is longer than ${MAX_TOKEN_CHARS} characters`);
   if (CONTROL_CHARS.test(accessToken)) throw invalid('access_token contains control characters');
 
   const tokenType: unknown = response.token_type;

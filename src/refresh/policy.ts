@@ -12,12 +12,6 @@ export const REFRESH_JITTER_FRACTION = 0.1;
 /** Floor of the safety margin (ms) for lifetimes long enough to afford it. */
 export const MIN_SAFETY_MARGIN_MS = 30_000;
 
-/**
- * A token with less than this much life left (ms) counts as expired: it would expire in the
- * caller's hands (and read as expires_in 0). Neither served, nor reported ready, nor adopted.
- */
-export const MIN_USABLE_MS = 1_000;
-
 /** Short lifetimes still keep this much (ms, at most half the lifetime): the unusable last second plus a grant. */
 export const SHORT_SAFETY_MARGIN_MS = 2_000;
 
@@ -60,11 +54,6 @@ export function refreshDueAt(token: AccessToken, opts: RefreshDueOptions): numbe
   const latest = token.expiresAt - safetyMarginMs(lifetime);
   // Rounding can put `obtainedAt + fraction * lifetime` a hair past `latest`; clamp both ends.
   return Math.max(token.obtainedAt, Math.min(token.obtainedAt + fraction * lifetime, latest));
-}
-
-/** True when token exists and has at least MIN_USABLE_MS of life left at now (ms since epoch). */
-export function isUsable(token: AccessToken | undefined, now: number): token is AccessToken {
-  return token !== undefined && token.expiresAt - now >= MIN_USABLE_MS;
 }
 
 /**

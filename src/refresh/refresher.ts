@@ -5,10 +5,11 @@ import { TokendError, hasCode } from '../errors.js';
 import { EVENTS, type Logger } from '../log.js';
 import { rotatedRefreshTokenOf, type TokenSource } from '../oauth/source.js';
 import { isShared, type Lease, type LeaseOutcome, type SharedStore, type StoredState, type TokenStore } from '../store/store.js';
-import { sameGrant, type AccessToken, type GrantResult } from '../token.js';
+import { isUsable, sameGrant, type AccessToken, type GrantResult } from '../token.js';
+import { raceAbort } from '../util/abort.js';
 import { Backoff, type BackoffBounds } from './backoff.js';
 import type { RefreshObserver, RefreshResult, TokenHandle, TokenStatus } from './handle.js';
-import { decideWhenStoreDown, grantKeyOf, isUsable, refreshDueAt, tokenJitter } from './policy.js';
+import { decideWhenStoreDown, grantKeyOf, refreshDueAt, tokenJitter } from './policy.js';
 
 /** Dependencies of a {@link Refresher}. */
 export interface RefresherDeps {
@@ -310,7 +311,7 @@ export class Refresher implements TokenHandle {
     if (t !== undefined && t.expiresAt - now > minTtlMs) return t;
     signal?.throwIfAborted();
     if (this.loading) {
-      await (signal ? raceAbort(this.loading, signal) : this.loading);
+      await raceAbort(this.loading, signal);
       return this.ensureFresh(minTtlMs, signal);
     }
     let pending = this.inflight;
@@ -321,7 +322,7 @@ export class Refresher implements TokenHandle {
       this.lastForcedAt = now;
       pending = this.refresh({ needTtlMs: Math.max(0, minTtlMs) });
     }
-    await (signal ? raceAbort(pending, signal) : pending);
+    await raceAbort(pending, signal);
     return this.orUnavailable(this.current());
   }
 
@@ -1037,13 +1038,4 @@ export function errorSummary(err: unknown): Record<string, unknown> {
     return out;
   }
   return { code: 'INTERNAL', type: err instanceof Error ? err.name : typeof err };
-}
-
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }

@@ -6,31 +6,11 @@ import type { Clock } from '../clock.js';
 import type { ListenAddress } from '../config/types.js';
 import { TokendError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isLoopbackHost } from '../config/schema.js';
-import { MIN_USABLE_MS } from '../refresh/policy.js';
+import { isLoopbackHost } from '../net.js';
+
 import type { TokenHandle } from '../refresh/handle.js';
-import { TOKEN_NAME_RE, type AccessToken } from '../token.js';
-
-/** Why an incoming token was refused (the `reason` of a 401 from `POST /v1/verify`). */
-export type VerifyFailureReason =
-  | 'malformed'
-  | 'signature'
-  | 'algorithm'
-  | 'unknown_key'
-  | 'expired'
-  | 'not_yet_valid'
-  | 'issuer'
-  | 'audience'
-  | 'missing_claim'
-  | 'inactive';
-
-/**
- * The verdict on an incoming token. `status` overrides the HTTP status of a refusal (default 401),
- * e.g. 503 when an introspection endpoint could not be reached.
- */
-export type VerifyOutcome =
-  | { active: true; issuer: string; claims: Record<string, unknown> }
-  | { active: false; reason: VerifyFailureReason; status?: number };
+import { isUsable, TOKEN_NAME_RE, type AccessToken } from '../token.js';
+import type { VerifyOutcome } from '../verify/types.js';
 
 /** Verifies a bearer token; `signal` aborts when the client goes away or the server closes. */
 export type VerifyFunction = (bearer: string, signal: AbortSignal) => Promise<VerifyOutcome>;
@@ -336,7 +316,7 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
     // The handle promises a valid token; checking again here costs one comparison and makes
     // "never an expired token" this function's own guarantee. A token with under a second left
     // would expire in the caller's hands (and read as expires_in 0), so it counts as expired.
-    if (token === undefined || token.expiresAt - now < MIN_USABLE_MS) return sendUnavailable(res, entry);
+    if (!isUsable(token, now)) return sendUnavailable(res, entry);
     if (text) {
       if (entry.token !== token) refreshEntry(entry, token, Math.floor((token.expiresAt - now) / 1000));
       return send(res, 200, entry.textHeaders, entry.text);

@@ -1,5 +1,5 @@
 import { TokendError } from '../errors.js';
-import type { AccessToken } from '../token.js';
+import { MAX_TOKEN_CHARS, type AccessToken } from '../token.js';
 
 /**
  * Shared wire format of stored tokens (file store and Redis). Stored text is untrusted: a decode
@@ -11,8 +11,6 @@ import type { AccessToken } from '../token.js';
 /** Largest stored entry (metadata or state document) tokend reads or writes: 64 KiB, in bytes. */
 export const MAX_ENTRY_BYTES = 64 * 1024;
 
-/** Largest access or refresh token tokend stores: 32 KiB, in characters (printable ASCII). */
-export const MAX_TOKEN_CHARS = 32 * 1024;
 
 /** Version of the refresh-token state document written by encodeState. */
 export const STATE_VERSION = 1;

@@ -2,9 +2,9 @@ import { chmod, mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { TokendError } from '../errors.js';
-import { TOKEN_NAME_RE, type AccessToken } from '../token.js';
+import { MAX_TOKEN_CHARS, TOKEN_NAME_RE, type AccessToken } from '../token.js';
 import { fsyncDir, probeWritable, readFileLimited, removeTempFiles, writeFileAtomic } from './atomic.js';
-import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
+import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES } from './codec.js';
 import { DEFAULT_FILE_MODE, type CorruptionReporter, type StoredState, type TokenStore } from './store.js';
 
 export { DEFAULT_FILE_MODE };

@@ -3,8 +3,8 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions, type Result } f
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { TokendError } from '../errors.js';
 import { EVENTS, serializeError, type Logger } from '../log.js';
-import { TOKEN_NAME_RE, type AccessToken } from '../token.js';
-import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES, MAX_TOKEN_CHARS } from './codec.js';
+import { isUsable, MAX_TOKEN_CHARS, TOKEN_NAME_RE, type AccessToken } from '../token.js';
+import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES } from './codec.js';
 import { decryptRefreshToken, encryptRefreshToken, isEncrypted, KEY_BYTES } from './crypto.js';
 import { ACQUIRE, READ, RELEASE, REMOVE, RENEW, WRITE } from './redis-scripts.js';
 import type { CorruptionReporter, Lease, LeaseOutcome, SharedStore, StoredState } from './store.js';
@@ -351,7 +351,7 @@ export class RedisStore implements SharedStore {
       return undefined;
     }
     // Redis expires the keys itself; this only guards against clock skew between hosts.
-    if (token.expiresAt <= this.clock.now()) return undefined;
+    if (!isUsable(token, this.clock.now())) return undefined;
     return token;
   }
 

@@ -1,13 +1,23 @@
-import type { VerifyFailureReason, VerifyOutcome } from '../server/http.js';
+/** Why an incoming token was refused (the `reason` of a 401 from `POST /v1/verify`). */
+export type VerifyReason =
+  | 'malformed'
+  | 'signature'
+  | 'algorithm'
+  | 'unknown_key'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'issuer'
+  | 'audience'
+  | 'missing_claim'
+  | 'inactive';
 
 /**
- * The verdict on one bearer token, and why a token was refused (the closed set of the contract's
- * `reason`). The HTTP layer owns these types; the verifier never sets `status`: when tokend cannot
- * reach a verdict (the IdP is down) `verify` throws instead, see {@link Verifier.verify}.
+ * The verdict on an incoming token. `status` overrides the HTTP status of a refusal (default 401),
+ * e.g. 503 when an introspection endpoint could not be reached.
  */
-export type { VerifyOutcome };
-/** Why an incoming token was refused. */
-export type VerifyReason = VerifyFailureReason;
+export type VerifyOutcome =
+  | { active: true; issuer: string; claims: Record<string, unknown> }
+  | { active: false; reason: VerifyReason; status?: number };
 
 /** Verifies incoming bearer tokens against the configured trusted issuers. */
 export interface Verifier {

@@ -16,29 +16,16 @@ import type { SecretSource, VerifyConfig, VerifyIssuerConfig } from '../config/t
 import { readSecret as readSecretFromConfig } from '../config/secrets.js';
 import { ConfigError, TokendError } from '../errors.js';
 import { EVENTS, serializeError, type Logger } from '../log.js';
+import { ASYMMETRIC_JWS_ALGORITHMS, HMAC_JWS_ALGORITHMS } from '../jws.js';
+import { MAX_TOKEN_CHARS } from '../token.js';
+import { raceAbort } from '../util/abort.js';
 import { reasonForJoseError } from './classify.js';
 import { IntrospectionCache, introspectionCacheTtl, judgeIntrospection, tokenCacheKey } from './introspection.js';
 import { type Verifier, type VerifyOutcome, type VerifyReason } from './types.js';
 
 export type { Verifier, VerifyOutcome, VerifyReason } from './types.js';
 
-/** Algorithms accepted when an issuer lists none: asymmetric only (never `none`, never HS*). */
-export const DEFAULT_ALGORITHMS: readonly string[] = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'EdDSA',
-  'Ed25519',
-];
-const HMAC_ALGORITHMS: readonly string[] = ['HS256', 'HS384', 'HS512'];
 
-/** Longest accepted bearer credential (characters); longer ones are refused as malformed unread. */
-export const MAX_TOKEN_LENGTH = 16_384;
 
 // RFC 6750 §2.1 b64token.
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -264,9 +251,9 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     const iss = unverified.iss;
     const state = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
     if (!state) return reject('issuer');
-    const discovered = state.ready ?? (await abortable(discover(state), signal));
+    const discovered = state.ready ?? (await raceAbort(discover(state), signal));
     if (!discovered.hasJwks && !state.acceptsHmac) {
-      if (discovered.canIntrospect) return abortable(introspectCached(token, [state]), signal);
+      if (discovered.canIntrospect) return raceAbort(introspectCached(token, [state]), signal);
       return reject('malformed', state.cfg.issuer);
     }
     const options = { ...state.verifyOptions, currentDate: new Date(clock.now()) };
@@ -275,7 +262,7 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
     try {
       const { payload } = await (key
         ? jwtVerify(token, key, options)
-        : abortable(jwtVerify(token, discovered.getKey, options), signal));
+        : raceAbort(jwtVerify(token, discovered.getKey, options), signal));
       return { active: true, issuer: state.cfg.issuer, claims: payload as Record<string, unknown> };
     } catch (err) {
       if (signal?.aborted && err === signal.reason) throw err;
@@ -334,13 +321,13 @@ export function createVerifier(cfg: VerifyConfig, deps: VerifierDeps): Verifier 
   }
 
   function verifyToken(bearer: string, signal: AbortSignal | undefined): Promise<VerifyOutcome> {
-    if (typeof bearer !== 'string' || bearer.length === 0 || bearer.length > MAX_TOKEN_LENGTH) {
+    if (typeof bearer !== 'string' || bearer.length === 0 || bearer.length > MAX_TOKEN_CHARS) {
       return Promise.resolve(reject('malformed'));
     }
     // A compact JWS is also a valid b64token, so the stricter test runs first.
     if (COMPACT_JWS.test(bearer)) return verifyJwt(bearer, signal);
     if (!B64TOKEN.test(bearer) || introspectors.length === 0) return Promise.resolve(reject('malformed'));
-    return abortable(introspectCached(bearer, introspectors), signal);
+    return raceAbort(introspectCached(bearer, introspectors), signal);
   }
 
   return {
@@ -398,7 +385,7 @@ function issuerState(ic: VerifyIssuerConfig, index: number): IssuerState {
     problems.push(`${field}.issuer: must be https (http only with allowInsecureHttp)`);
   }
   if (ic.audience.length === 0) problems.push(`${field}.audience: at least one audience is required`);
-  const listed = ic.algorithms ?? [...DEFAULT_ALGORITHMS, ...(ic.hmacSecret ? HMAC_ALGORITHMS : [])];
+  const listed = ic.algorithms ?? [...ASYMMETRIC_JWS_ALGORITHMS, ...(ic.hmacSecret ? HMAC_JWS_ALGORITHMS : [])];
   for (const alg of listed) {
     if (alg.toLowerCase() === 'none') problems.push(`${field}.algorithms: "none" is never accepted`);
     else if (alg.startsWith('HS') && !ic.hmacSecret) problems.push(`${field}.algorithms: ${alg} needs hmacSecret`);
@@ -439,25 +426,3 @@ function oauthErrorOf(err: unknown): string | undefined {
   return typeof e === 'string' ? e : undefined;
 }
 
-/** Settles like p, or rejects with signal.reason as soon as signal aborts (p is then left to settle unobserved). */
-function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) {
-    p.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}

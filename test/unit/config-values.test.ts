@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatPath, isLoopbackHost, parseFileMode, parseListen } from '../../src/config/schema.js';
+import { formatPath, parseFileMode, parseListen } from '../../src/config/schema.js';
+import { isLoopbackHost } from '../../src/net.js';
 
 describe('parseListen', () => {
   it.each([

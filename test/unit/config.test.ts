@@ -504,7 +504,7 @@ describe('parseConfig: each kind of mistake gives its problem line', () => {
       'tokens.orders.privateKeyAlg: only used with clientAuth private_key_jwt',
     ]],
     ['an unsupported privateKeyAlg', doc({ clientSecretFile: undefined, clientAuth: 'private_key_jwt', privateKeyFile: '/k', privateKeyAlg: 'HS256' }), [
-      'tokens.orders.privateKeyAlg: expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA',
+      'tokens.orders.privateKeyAlg: expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519',
     ]],
     ['clientAuth none with client_credentials', doc({ clientSecretFile: undefined, clientAuth: 'none' }), [
       'tokens.orders.clientAuth: none cannot be used with grant client_credentials',

@@ -15,7 +15,7 @@ import {
   type VerifyFunction,
 } from '../../src/server/http.js';
 import { Metrics } from '../../src/server/metrics.js';
-import { isValidAt, type AccessToken } from '../../src/token.js';
+import { isUsable, type AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const T0 = Date.UTC(2025, 0, 1);
@@ -39,7 +39,7 @@ class FakeHandle implements TokenHandle {
 
   current(): AccessToken | undefined {
     if (this.lies) return this.token;
-    return isValidAt(this.token, this.clock.now()) ? this.token : undefined;
+    return isUsable(this.token, this.clock.now()) ? this.token : undefined;
   }
 
   ensureFresh(minTtlMs: number, signal?: AbortSignal): Promise<AccessToken> {

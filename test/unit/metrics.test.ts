@@ -2,7 +2,7 @@ import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { TokenHandle, TokenStatus } from '../../src/refresh/handle.js';
 import { Metrics } from '../../src/server/metrics.js';
-import { isValidAt, type AccessToken } from '../../src/token.js';
+import { isUsable, type AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const SECRET = 'eyJhbGciOiJFUzI1NiJ9.bWV0cmljcy1zZWNyZXQ.c2ln';
@@ -15,7 +15,7 @@ class FakeHandle implements TokenHandle {
     private readonly clock: FakeClock,
   ) {}
   current(): AccessToken | undefined {
-    return isValidAt(this.token, this.clock.now()) ? this.token : undefined;
+    return isUsable(this.token, this.clock.now()) ? this.token : undefined;
   }
   ensureFresh(): Promise<AccessToken> {
     return Promise.reject(new Error('not used'));

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decideWhenStoreDown, isUsable, MIN_USABLE_MS, refreshDueAt, safetyMarginMs } from '../../src/refresh/policy.js';
+import { decideWhenStoreDown, refreshDueAt, safetyMarginMs } from '../../src/refresh/policy.js';
+import { isUsable, MIN_USABLE_MS } from '../../src/token.js';
 import type { AccessToken } from '../../src/token.js';
 
 const T0 = Date.UTC(2025, 0, 1);
