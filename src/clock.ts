@@ -1,7 +1,14 @@
-/** Injected time: every module that reads the time or waits takes a Clock, so tests can use a fake one. */
+/**
+ * Injected time: every module that reads the time or waits takes a Clock, so tests can use a fake one.
+ * Two clocks, because each fails differently: the wall clock can be stepped (NTP, an operator,
+ * libfaketime), the monotonic one stands still while a VM is suspended. How long a token stays
+ * valid is judged by both (see token.ts remainingMs); timers run on the monotonic one.
+ */
 export interface Clock {
-  /** Wall-clock milliseconds since the Unix epoch. */
+  /** Wall-clock milliseconds since the Unix epoch: for display and for what other processes read. */
   now(): number;
+  /** Milliseconds on a clock that never steps (performance.now()); only differences mean anything. */
+  monotonic(): number;
   /** Calls fn after ms milliseconds (any length: longer than setTimeout's 24.8-day limit is handled). */
   setTimer(fn: () => void, ms: number): Timer;
 }
@@ -16,12 +23,13 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
 /** The real clock. Long delays are chained so they never overflow setTimeout. */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimer(fn, ms) {
     let handle: NodeJS.Timeout | undefined;
     let cancelled = false;
-    const target = Date.now() + Math.max(0, ms);
+    const target = performance.now() + Math.max(0, ms);
     const arm = (): void => {
-      const remaining = target - Date.now();
+      const remaining = target - performance.now();
       if (remaining > MAX_TIMEOUT_MS) {
         handle = setTimeout(arm, MAX_TIMEOUT_MS);
       } else {

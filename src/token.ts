@@ -8,6 +8,12 @@ export interface AccessToken {
   readonly expiresAt: number;
   /** When tokend received it (ms since epoch). */
   readonly obtainedAt: number;
+  /**
+   * When the token stops being valid on this process's monotonic clock (Clock.monotonic()), stamped
+   * when the answer arrived or the token was loaded. Process-local: never stored. Absent on tokens
+   * built without a clock (tests): then only the wall clock counts.
+   */
+  readonly deadline?: number | undefined;
   /** Granted scope, if the IdP said (else the requested one). */
   readonly scope?: string | undefined;
   /**
@@ -51,12 +57,34 @@ export const MAX_TOKEN_CHARS = 16_384;
  */
 export const MIN_USABLE_MS = 1_000;
 
+/** The two readings a validity judgement needs (a Clock has both). */
+export interface TimeSource {
+  now(): number;
+  monotonic(): number;
+}
+
+/**
+ * How long (ms) the token remains valid: the smaller of what the wall clock and the monotonic
+ * clock say. A wall clock stepped back cannot stretch a token's life (the monotonic deadline
+ * holds), a suspended VM cannot either (the wall clock moved on); a wall clock stepped forward
+ * only makes tokend refresh early.
+ */
+export function remainingMs(token: AccessToken, clock: TimeSource): number {
+  const byWall = token.expiresAt - clock.now();
+  return token.deadline === undefined ? byWall : Math.min(byWall, token.deadline - clock.monotonic());
+}
+
 /**
  * The one "may this token be used now" rule, for the refresher, every store, the endpoint and
- * revoke: the token exists and has at least MIN_USABLE_MS of life left at now (ms since epoch).
+ * revoke: the token exists and has at least MIN_USABLE_MS of life left by both clocks.
  */
-export function isUsable(token: AccessToken | undefined, now: number): token is AccessToken {
-  return token !== undefined && token.expiresAt - now >= MIN_USABLE_MS;
+export function isUsable(token: AccessToken | undefined, clock: TimeSource): token is AccessToken {
+  return token !== undefined && remainingMs(token, clock) >= MIN_USABLE_MS;
+}
+
+/** token with its monotonic deadline stamped from its wall-clock expiry, as read now (a token loaded from a store). */
+export function withDeadline(token: AccessToken, clock: TimeSource): AccessToken {
+  return { ...token, deadline: clock.monotonic() + (token.expiresAt - clock.now()) };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { TokendError } from '../errors.js';
 import type { GrantResult } from '../token.js';
 
 /**
@@ -25,20 +26,13 @@ export interface TokenSource {
   credentialFingerprint?(): Promise<string>;
 }
 
-// An answer refused as unusable may still carry a valid new refresh token: the IdP rotated, so the
-// old one is consumed and dropping the new one would lose the chain. It rides on the error,
-// non-enumerable (never logged), under a symbol.
-const ROTATED_REFRESH_TOKEN = Symbol('tokend.rotatedRefreshToken');
-
-/** Marks err as carrying the new refresh token of an answer that was otherwise unusable. */
+/** Marks err as carrying the new refresh token of an answer that was otherwise unusable (see TokendError.rotatedRefreshToken). */
 export function attachRotatedRefreshToken<E extends object>(err: E, refreshToken: string): E {
-  Object.defineProperty(err, ROTATED_REFRESH_TOKEN, { value: refreshToken, enumerable: false });
+  Object.defineProperty(err, 'rotatedRefreshToken', { value: refreshToken, enumerable: false, writable: true });
   return err;
 }
 
 /** The new refresh token an unusable answer still carried, if any. */
 export function rotatedRefreshTokenOf(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const v = (err as Record<symbol, unknown>)[ROTATED_REFRESH_TOKEN];
-  return typeof v === 'string' ? v : undefined;
+  return err instanceof TokendError && typeof err.rotatedRefreshToken === 'string' ? err.rotatedRefreshToken : undefined;
 }

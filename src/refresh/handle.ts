@@ -22,9 +22,28 @@ export interface TokenHandle {
    * the single in-flight refresh. Rejects with TokendError('TOKEN_UNAVAILABLE') if it cannot.
    */
   ensureFresh(minTtlMs: number, signal?: AbortSignal): Promise<AccessToken>;
+  /**
+   * An upstream refused `rejected` (HTTP 401, invalid_token): returns a different valid token. If a
+   * newer token is already held it is returned at once; otherwise one forced refresh runs, shared by
+   * every caller that saw the same rejection (and with any refresh in flight), at most once per
+   * minForcedRefreshIntervalMs. Rejects with TOKEN_UNAVAILABLE when no other valid token can be had.
+   */
+  refreshAfterRejection(rejected: AccessToken, signal?: AbortSignal): Promise<AccessToken>;
   status(): TokenStatus;
   /** Milliseconds a client should wait before asking again, for Retry-After. */
   retryAfterMs(): number;
+}
+
+/** How a token came to be held. */
+export type TokenOrigin = 'grant' | 'adopted' | 'loaded';
+
+/**
+ * Told about every new token a refresher holds (output files, notifications): only on a real
+ * change, never on a reconcile tick that changed nothing. Must not throw or block: slow work is the
+ * listener's own, queued (a refresh never waits for a listener).
+ */
+export interface TokenListener {
+  tokenChanged(name: string, token: AccessToken, origin: TokenOrigin): void;
 }
 
 /** Refresh outcomes as metrics label them. */

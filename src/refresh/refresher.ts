@@ -8,7 +8,7 @@ import { isShared, type Lease, type LeaseOutcome, type SharedStore, type StoredS
 import { isUsable, sameGrant, type AccessToken, type GrantResult } from '../token.js';
 import { raceAbort } from '../util/abort.js';
 import { Backoff, type BackoffBounds } from './backoff.js';
-import type { RefreshObserver, RefreshResult, TokenHandle, TokenStatus } from './handle.js';
+import type { RefreshObserver, RefreshResult, TokenHandle, TokenListener, TokenStatus } from './handle.js';
 import { decideWhenStoreDown, grantKeyOf, refreshDueAt, tokenJitter } from './policy.js';
 
 /** Dependencies of a {@link Refresher}. */
@@ -30,6 +30,8 @@ export interface RefresherDeps {
   readonly minForcedRefreshIntervalMs?: number | undefined;
   /** Retry backoff bounds. Default 1 000 .. 60 000 ms. */
   readonly backoff?: Partial<BackoffBounds> | undefined;
+  /** Told about every new token held (outputs, notifications). */
+  readonly listeners?: readonly TokenListener[] | undefined;
   /** Refresh jitter in [0, 1) for a token held in a shared store. Default tokenJitter (same on every replica). */
   readonly sharedJitter?: ((token: AccessToken) => number) | undefined;
 }
@@ -88,6 +90,7 @@ export class Refresher implements TokenHandle {
   private readonly random: () => number;
   private readonly log: Logger;
   private readonly observer: RefreshObserver | undefined;
+  private readonly listeners: readonly TokenListener[];
   private readonly minForcedIntervalMs: number;
   private readonly backoff: Backoff;
   private readonly sharedJitter: (token: AccessToken) => number;
@@ -146,6 +149,7 @@ export class Refresher implements TokenHandle {
     this.random = deps.random;
     this.log = deps.logger;
     this.observer = deps.observer;
+    this.listeners = deps.listeners ?? [];
     this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
     this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
     this.sharedJitter = deps.sharedJitter ?? ((t) => tokenJitter(t.accessToken));
@@ -197,7 +201,7 @@ export class Refresher implements TokenHandle {
     }
     const seedChanged = this.seedChangedFor(state);
     // A stored token obtained under other settings (scope, audience, client… changed) is not served.
-    if (isUsable(state.access, this.clock.now()) && sameGrant(state.access, this.grantKey)) {
+    if (isUsable(state.access, this.clock) && sameGrant(state.access, this.grantKey)) {
       this.publish(state.access, 'loaded');
       // A new seed means a new credential: refresh with it now, serving the stored token meanwhile.
       if (!seedChanged) {
@@ -270,7 +274,7 @@ export class Refresher implements TokenHandle {
         this.markConsumed(rt);
       }
     }
-    if (access !== undefined && isUsable(access, this.clock.now())) {
+    if (access !== undefined && isUsable(access, this.clock)) {
       try {
         await this.source.revoke(access.accessToken, 'access_token', signal);
       } catch (err) {
@@ -293,7 +297,7 @@ export class Refresher implements TokenHandle {
   current(): AccessToken | undefined {
     const t = this.token;
     if (t === undefined) return undefined;
-    if (isUsable(t, this.clock.now())) return t;
+    if (isUsable(t, this.clock)) return t;
     this.noteExpired(t);
     return undefined;
   }
@@ -324,6 +328,23 @@ export class Refresher implements TokenHandle {
     }
     await raceAbort(pending, signal);
     return this.orUnavailable(this.current());
+  }
+
+  /** See TokenHandle.refreshAfterRejection. */
+  async refreshAfterRejection(rejected: AccessToken, signal?: AbortSignal): Promise<AccessToken> {
+    const t = this.current();
+    if (t !== undefined && t.accessToken !== rejected.accessToken) return t;
+    let pending = this.inflight;
+    if (pending === undefined) {
+      const now = this.clock.now();
+      if (this.stopped || this.revoked || this.permanent !== undefined || !this.started) return this.orUnavailable(undefined);
+      if (now - this.lastForcedAt < this.minForcedIntervalMs) return this.orUnavailable(undefined);
+      this.lastForcedAt = now;
+      pending = this.refresh({ needTtlMs: Number.MAX_SAFE_INTEGER });
+    }
+    await raceAbort(pending, signal);
+    const next = this.current();
+    return this.orUnavailable(next !== undefined && next.accessToken !== rejected.accessToken ? next : undefined);
   }
 
   /** Ready iff a valid token is held and no permanent failure is pending. */
@@ -619,7 +640,7 @@ export class Refresher implements TokenHandle {
   ): state is StoredState & { access: AccessToken } {
     const access = state.access;
     const now = this.clock.now();
-    if (!isUsable(access, now) || !sameGrant(access, this.grantKey)) return false;
+    if (!isUsable(access, this.clock) || !sameGrant(access, this.grantKey)) return false;
     if (this.config.grant === 'refresh_token' && creds.seedHash !== undefined && state.seedHash !== creds.seedHash) return false;
     if (this.token !== undefined && access.expiresAt <= this.token.expiresAt) return false;
     if (access.expiresAt - now <= opts.needTtlMs) return false;
@@ -746,7 +767,7 @@ export class Refresher implements TokenHandle {
     if (this.stopped || this.revoked || this.inflight !== undefined) return;
     const access = state.access;
     const now = this.clock.now();
-    if (!isUsable(access, now) || !sameGrant(access, this.grantKey)) return;
+    if (!isUsable(access, this.clock) || !sameGrant(access, this.grantKey)) return;
     if (this.token !== undefined && access.expiresAt <= this.token.expiresAt) return;
     if (this.config.grant === 'refresh_token' && this.seedHash !== undefined && state.seedHash !== this.seedHash) return;
     this.attemptStartedAt = now;
@@ -936,6 +957,13 @@ export class Refresher implements TokenHandle {
     this.token = token;
     this.everPublished = true;
     this.armExpiryTimer(token);
+    for (const l of this.listeners) {
+      try {
+        l.tokenChanged(this.name, token, how);
+      } catch (err) {
+        this.log.error({ error: errorSummary(err) }, 'a token listener failed');
+      }
+    }
     const expires_at = Math.floor(token.expiresAt / 1000);
     if (how === 'loaded') {
       this.log.info({ event: EVENTS.loaded, expires_at }, 'loaded a valid token from the store');
@@ -1006,25 +1034,18 @@ export class Refresher implements TokenHandle {
   }
 }
 
-// Reasons for permanent failures tokend decides itself (no IdP `error` value to report).
-const localReasons = new WeakMap<TokendError, string>();
-
 /** A GRANT_PERMANENT raised without asking the IdP, e.g. when there is no refresh token to present. */
 function localRefusal(message: string, reason: string): TokendError {
-  const err = new TokendError('GRANT_PERMANENT', message);
-  localReasons.set(err, reason);
-  return err;
+  return new TokendError('GRANT_PERMANENT', message, { reason });
 }
 
 function revokedError(name: string): TokendError {
-  const err = new TokendError('GRANT_PERMANENT', `token ${name}: the refresh token was revoked; mount a new seed to continue`);
-  localReasons.set(err, 'revoked');
-  return err;
+  return localRefusal(`token ${name}: the refresh token was revoked; mount a new seed to continue`, 'revoked');
 }
 
 /** 'permanent failure: <oauth error or cause>' for errors retrying cannot fix, else undefined. */
 export function permanentReason(err: unknown): string | undefined {
-  if (hasCode(err, 'GRANT_PERMANENT')) return `permanent failure: ${err.oauthError ?? localReasons.get(err) ?? 'grant refused'}`;
+  if (hasCode(err, 'GRANT_PERMANENT')) return `permanent failure: ${err.oauthError ?? err.reason ?? 'grant refused'}`;
   if (hasCode(err, 'CONFIG_INVALID')) return 'permanent failure: config_invalid';
   return undefined;
 }

@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { isLoopbackHost } from '../net.js';
 
 import type { TokenHandle } from '../refresh/handle.js';
-import { isUsable, TOKEN_NAME_RE, type AccessToken } from '../token.js';
+import { isUsable, remainingMs, TOKEN_NAME_RE, type AccessToken } from '../token.js';
 import type { VerifyOutcome } from '../verify/types.js';
 
 /** Verifies a bearer token; `signal` aborts when the client goes away or the server closes. */
@@ -312,16 +312,15 @@ export function createTokenServer(opts: TokenServerOptions): TokenServer {
   };
 
   const sendToken = (res: http.ServerResponse, entry: TokenEntry, token: AccessToken | undefined, text: boolean): void => {
-    const now = clock.now();
     // The handle promises a valid token; checking again here costs one comparison and makes
     // "never an expired token" this function's own guarantee. A token with under a second left
     // would expire in the caller's hands (and read as expires_in 0), so it counts as expired.
-    if (!isUsable(token, now)) return sendUnavailable(res, entry);
+    if (!isUsable(token, clock)) return sendUnavailable(res, entry);
+    const expiresIn = Math.floor(remainingMs(token, clock) / 1000);
     if (text) {
-      if (entry.token !== token) refreshEntry(entry, token, Math.floor((token.expiresAt - now) / 1000));
+      if (entry.token !== token) refreshEntry(entry, token, expiresIn);
       return send(res, 200, entry.textHeaders, entry.text);
     }
-    const expiresIn = Math.floor((token.expiresAt - now) / 1000);
     if (entry.token !== token || entry.expiresIn !== expiresIn) refreshEntry(entry, token, expiresIn);
     send(res, 200, entry.jsonHeaders, entry.json);
   };

@@ -351,7 +351,7 @@ export class RedisStore implements SharedStore {
       return undefined;
     }
     // Redis expires the keys itself; this only guards against clock skew between hosts.
-    if (!isUsable(token, this.clock.now())) return undefined;
+    if (!isUsable(token, this.clock)) return undefined;
     return token;
   }
 

@@ -37,6 +37,16 @@ export class FakeClock implements Clock {
     return this.mono + this.offset;
   }
 
+  /** Monotonic milliseconds: moved by advance() only, never by set() or step(). */
+  monotonic(): number {
+    return this.mono;
+  }
+
+  /** Steps the wall clock by ms (negative: backwards) without firing anything or moving timers. */
+  step(ms: number): void {
+    this.offset += ms;
+  }
+
   /** Schedules fn after ms (negative counts as 0) of monotonic time. */
   setTimer(fn: () => void, ms: number): Timer {
     const timer: PendingTimer = { due: this.mono + Math.max(0, ms), seq: this.seq++, fn };

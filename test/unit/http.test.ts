@@ -39,7 +39,7 @@ class FakeHandle implements TokenHandle {
 
   current(): AccessToken | undefined {
     if (this.lies) return this.token;
-    return isUsable(this.token, this.clock.now()) ? this.token : undefined;
+    return isUsable(this.token, this.clock) ? this.token : undefined;
   }
 
   ensureFresh(minTtlMs: number, signal?: AbortSignal): Promise<AccessToken> {

@@ -15,7 +15,7 @@ class FakeHandle implements TokenHandle {
     private readonly clock: FakeClock,
   ) {}
   current(): AccessToken | undefined {
-    return isUsable(this.token, this.clock.now()) ? this.token : undefined;
+    return isUsable(this.token, this.clock) ? this.token : undefined;
   }
   ensureFresh(): Promise<AccessToken> {
     return Promise.reject(new Error('not used'));

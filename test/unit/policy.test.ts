@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decideWhenStoreDown, refreshDueAt, safetyMarginMs } from '../../src/refresh/policy.js';
-import { isUsable, MIN_USABLE_MS } from '../../src/token.js';
+import { MIN_USABLE_MS } from '../../src/token.js';
 import type { AccessToken } from '../../src/token.js';
 
 const T0 = Date.UTC(2025, 0, 1);
@@ -117,17 +117,6 @@ describe('refreshDueAt', () => {
         },
       ),
     );
-  });
-});
-
-describe('isUsable', () => {
-  it('accepts a token while at least a second is left, then never (it would expire in the caller\'s hands)', () => {
-    const t = token(10_000);
-    expect(isUsable(t, t.expiresAt - MIN_USABLE_MS)).toBe(true);
-    expect(isUsable(t, t.expiresAt - MIN_USABLE_MS + 1)).toBe(false);
-    expect(isUsable(t, t.expiresAt)).toBe(false);
-    expect(isUsable(t, t.expiresAt + 1)).toBe(false);
-    expect(isUsable(undefined, T0)).toBe(false);
   });
 });
 
