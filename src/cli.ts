@@ -70,8 +70,12 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP (the default would kill the process without a word): re-read the secret files now.
+  let onReload: (() => void) | undefined;
+  process.on('SIGHUP', () => onReload?.());
   const { startDaemon } = await import('./daemon.js');
   const daemon = await startDaemon(config);
+  onReload = () => daemon.reload();
   return new Promise<number>((resolve) => {
     onStop = (): void => {
       daemon.logger.info({ signal: signalled }, 'signal received');

@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { TokendError } from './errors.js';
 
 /** pino levels a config may name, quietest first. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -18,12 +19,14 @@ export const EVENTS = {
   leaseAcquired: 'lease.acquired',
   leaseLost: 'lease.lost',
   refreshTokenLost: 'token.refresh_token_lost',
+  grantNote: 'token.grant_note',
   storeRestored: 'store.restored',
   storeUnavailable: 'store.unavailable',
   storeAvailable: 'store.available',
   daemonStarted: 'daemon.started',
   daemonStopping: 'daemon.stopping',
   daemonStopped: 'daemon.stopped',
+  daemonReload: 'daemon.reload',
   listening: 'server.listening',
   verifyRejected: 'verify.rejected',
   verifyUnavailable: 'verify.unavailable',
@@ -73,6 +76,26 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     },
     destination ?? pino.destination({ dest: 1, sync: true }),
   );
+}
+
+/**
+ * The one loggable form of an error, under the log key `error`: a TokendError's code, message,
+ * OAuth error, HTTP status and reason (tokend's own messages never hold a secret); for anything
+ * else only its type and errno code, because library errors can carry response bodies or request
+ * options (with credentials).
+ */
+export function errorSummary(err: unknown): Record<string, unknown> {
+  if (err instanceof TokendError) {
+    const out: Record<string, unknown> = { code: err.code, message: err.message };
+    if (err.oauthError !== undefined) out.oauth_error = err.oauthError;
+    if (err.status !== undefined) out.status = err.status;
+    if (err.reason !== undefined) out.reason = err.reason;
+    return out;
+  }
+  const out: Record<string, unknown> = { code: 'INTERNAL', type: err instanceof Error ? err.name : typeof err };
+  const errno = (err as { code?: unknown } | null)?.code;
+  if (typeof errno === 'string' && /^[A-Z0-9_]{1,40}$/.test(errno)) out.errno = errno;
+  return out;
 }
 
 /**

@@ -34,6 +34,8 @@ export interface GrantResult {
   readonly token: AccessToken;
   /** RFC 6749 §6: the server MAY issue a new refresh token; when present the old one is consumed. */
   readonly refreshToken?: string | undefined;
+  /** What the source had to adjust in the answer (e.g. expires_in longer than the JWT's exp), for the log. */
+  readonly notes?: readonly string[] | undefined;
 }
 
 /** Token names as the config allows them; they also become file names and Redis keys. */

@@ -135,6 +135,10 @@ export class MemoryStore implements TokenStore {
 
   /** A copy of what is held for name, without an access token that is no longer usable. */
   async load(name: string): Promise<StoredState> {
+    return this.read(name);
+  }
+
+  private read(name: string): StoredState {
     const s = this.backend.states.get(name);
     if (s === undefined) return {};
     const access = isUsable(s.access, this.clock) ? s.access : undefined;
@@ -197,11 +201,15 @@ export class MemoryStore implements TokenStore {
 
   /** Watches commits of any store on this backend. */
   watch(name: string, onChange: (state: StoredState) => void): () => void {
-    const unsubscribe = this.backend.addWatcher(name, (raw) => {
-      void this.load(name).then(onChange, () => onChange(raw));
+    let active = true;
+    const unsubscribe = this.backend.addWatcher(name, () => onChange(this.read(name)));
+    queueMicrotask(() => {
+      if (active) onChange(this.read(name));
     });
-    queueMicrotask(() => void this.load(name).then(onChange));
-    return unsubscribe;
+    return () => {
+      active = false;
+      unsubscribe();
+    };
   }
 
   /** Forgets the token; a refresh-token chain leaves a tombstone. */

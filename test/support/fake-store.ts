@@ -92,6 +92,35 @@ export class FakeStore extends MemoryStore {
     this.calls.push(method);
     this.events?.push(`store.${method}`);
     if (this.failing.has(method)) throw new TokendError('STORE_UNAVAILABLE', `fake store: ${method} failed (injected)`);
+    if (this.backend instanceof FakeBackend && !this.backend.available) {
+      throw new TokendError('STORE_UNAVAILABLE', `fake store: ${method} failed (the shared store is down)`);
+    }
+  }
+}
+
+/**
+ * A fake Redis for replica tests: one MemoryBackend that several FakeStores (one per replica,
+ * each with its own holder id) share, and that can be taken down as a whole.
+ */
+export class FakeBackend extends MemoryBackend {
+  /** While false, every replica's calls reject with STORE_UNAVAILABLE. */
+  available = true;
+
+  constructor(
+    readonly clock: Clock,
+    readonly leaseMs = 15_000,
+  ) {
+    super();
+  }
+
+  /** A replica's view of this backend. */
+  replica(holder: string, events?: string[]): FakeStore {
+    return new FakeStore({ clock: this.clock, backend: this, holderId: holder, events, leaseMs: this.leaseMs });
+  }
+
+  /** Successful commits, write-backs and removals. */
+  get commits(): number {
+    return this.writes;
   }
 }
 
