@@ -18,6 +18,11 @@ interface ConfigOpts {
   logLevel?: string;
 }
 
+interface RunOpts extends ConfigOpts {
+  once?: boolean;
+  timeout?: string;
+}
+
 /** Maps any error to an exit code and one clear stderr message, never a stack trace or secret. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError || (err instanceof TokendError && err.code === 'CONFIG_INVALID')) return EXIT.config;
@@ -50,8 +55,9 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
   return config;
 }
 
-async function cmdRun(opts: ConfigOpts): Promise<number> {
+async function cmdRun(opts: RunOpts): Promise<number> {
   const config = await loadConfig(opts);
+  if (opts.once) return cmdRunOnce(config, opts);
   // Signal handlers go in before start-up, so a SIGTERM during the first grants still stops cleanly.
   let signalled: NodeJS.Signals | undefined;
   let onStop: (() => void) | undefined;
@@ -91,32 +97,41 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
   });
 }
 
+/** `run --once`: every token obtained and written, then exit 0; 1 naming the tokens that failed. */
+async function cmdRunOnce(config: Config, opts: RunOpts): Promise<number> {
+  const { parseDuration } = await import('./config/duration.js');
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(opts.timeout ?? '30s');
+  } catch (err) {
+    throw new ConfigError([`--timeout: ${(err as Error).message}`]);
+  }
+  const { createLogger } = await import('./log.js');
+  const { runOnce } = await import('./once.js');
+  const logger = createLogger(config.logLevel);
+  const result = await runOnce(config, { logger, timeoutMs });
+  if (result.failed.length === 0) return EXIT.ok;
+  for (const f of result.failed) process.stderr.write(`tokend: ${f.name}: no token (${f.reason})\n`);
+  return EXIT.failure;
+}
+
 /** The longest a clean stop may take (ms): 8 s, or more when slow IdP calls may still be due. */
 export function shutdownBoundMs(config: Config): number {
   const calls = (t: Config['tokens'][number]): number => (t.revokeOnShutdown ? 4 : 2) * t.timeoutMs;
   return Math.max(8_000, ...config.tokens.map(calls)) + 2_000;
 }
 
-async function cmdCheck(opts: ConfigOpts): Promise<number> {
+async function cmdCheck(opts: ConfigOpts & { online?: boolean }): Promise<number> {
   const config = await loadConfig(opts);
-  const { createTokenSource } = await import('./oauth/grants.js');
-  const { systemClock } = await import('./clock.js');
-  const lines: string[] = [];
-  let unreachable = 0;
-  lines.push(`config ok: ${config.tokens.length} token(s), store ${config.store.type}, listen ${describeListen(config)}`);
-  for (const tc of config.tokens) {
-    const source = createTokenSource(tc, { clock: systemClock });
-    try {
-      const ep = await source.discover(AbortSignal.timeout(tc.timeoutMs));
-      lines.push(`  ${tc.name}: ${tc.grant} as ${tc.clientId} → token endpoint ${ep.tokenEndpoint}`);
-    } catch (err) {
-      if (err instanceof TokendError && err.code === 'CONFIG_INVALID') throw err;
-      unreachable++;
-      lines.push(`  ${tc.name}: IdP unreachable: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
+  const { checkConfigOnline } = await import('./check.js');
+  const results = await checkConfigOnline(config, opts.online === true);
+  const failed = results.filter((r) => !r.ok).length;
+  const lines = results.map((r) => `  ${r.ok ? 'ok  ' : 'FAIL'} ${r.text}`);
+  const what = `${config.tokens.length} token(s), store ${config.store.type}, listen ${describeListen(config)}`;
+  // "config ok" only when everything checked passed.
+  lines.unshift(failed === 0 ? `config ok: ${what}` : `config valid, but ${failed} check(s) failed: ${what}`);
   process.stdout.write(lines.join('\n') + '\n');
-  return unreachable > 0 ? EXIT.failure : EXIT.ok;
+  return failed > 0 ? EXIT.failure : EXIT.ok;
 }
 
 function describeListen(config: Config): string {
@@ -217,10 +232,19 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .exitOverride()
     .showHelpAfterError();
 
-  withConfig(program.command('run').description('run the daemon until SIGTERM/SIGINT')).action(wrap((o: ConfigOpts) => cmdRun(o)));
-  withConfig(program.command('check').description('validate config, read secret files, run OIDC discovery for each token')).action(
-    wrap((o: ConfigOpts) => cmdCheck(o)),
-  );
+  withConfig(
+    program
+      .command('run')
+      .description('run the daemon until SIGTERM/SIGINT (or, with --once, obtain every token, write it and exit)')
+      .option('--once', 'obtain (or adopt) every token, write the store and outputs, then exit 0; 1 if a token failed')
+      .option('--timeout <duration>', 'with --once: how long the tokens have to become ready (default 30s)'),
+  ).action(wrap((o: RunOpts) => cmdRun(o)));
+  withConfig(
+    program
+      .command('check')
+      .description('validate config, read secret files, run OIDC discovery for each token')
+      .option('--online', 'also connect to the store and perform one client_credentials grant per such token'),
+  ).action(wrap((o: ConfigOpts & { online?: boolean }) => cmdCheck(o)));
   program
     .command('get')
     .description('print the current raw access token from a running sidecar')
@@ -274,7 +298,7 @@ async function main(): Promise<void> {
   }
   process.exitCode = code;
   // A clean `run` stop must not wait for stray handles (keep-alive sockets, Redis reconnects).
-  if (process.argv[2] === 'run') setImmediate(() => process.exit(code));
+  if (process.argv[2] === 'run' || process.argv[2] === 'check') setImmediate(() => process.exit(code));
 }
 
 void main();

@@ -4,7 +4,9 @@ import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { createLogger, errorSummary, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
+import { credentialFiles } from './refresh/credentials.js';
 import { Refresher } from './refresh/refresher.js';
+import { FileWatcher } from './util/file-watch.js';
 import type { TokenHandle } from './refresh/handle.js';
 import { createStore } from './store/create.js';
 import type { TokenStore } from './store/store.js';
@@ -99,12 +101,24 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
 
   const started = Promise.all(refreshers.map((r) => r.start())).then(() => undefined);
 
-  // A periodic wall-clock check: timers run on the monotonic clock, which stands still while a VM
-  // is suspended; this catches every token that is due regardless.
+  // Secret files are watched (inotify, no polling): a rotated Secret or a new seed is noticed at
+  // once. Tokens whose files cannot be watched are fully reconciled on every tick instead.
+  const files = new FileWatcher();
+  const unwatched = new Set<Refresher>();
+  refreshers.forEach((r, i) => {
+    const tc = config.tokens[i];
+    if (tc !== undefined && files.watch(credentialFiles(tc), () => r.reconcile()).length > 0) unwatched.add(r);
+  });
+
+  // A periodic check: timers run on the monotonic clock, which stands still while a VM is
+  // suspended; this catches every token that is due regardless. It costs no I/O while nothing is.
   const reconcileTask = cron.schedule(
     config.reconcileCron,
     () => {
-      for (const r of refreshers) r.reconcile();
+      for (const r of refreshers) {
+        if (unwatched.has(r)) r.reconcile();
+        else r.tick();
+      }
     },
     { name: 'tokend-reconcile', noOverlap: true, logger: cronLogger(logger) },
   );
@@ -117,6 +131,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       logger.info({ event: EVENTS.daemonStopping }, 'stopping');
       await reconcileTask.stop();
       await reconcileTask.destroy?.();
+      files.close();
       await Promise.all(refreshers.map((r, i) => stopRefresher(r, config.tokens[i]?.revokeOnShutdown === true, logger)));
       await server?.close();
       await metricsServer?.close();

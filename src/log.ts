@@ -64,7 +64,7 @@ export const REDACT_PATHS = [
 
 // Log lines are rare (one per token event), so a synchronous stdout costs nothing and loses no line at exit.
 /** Creates the logger. The destination is injected so tests can parse the NDJSON it writes. */
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+export function createLogger(level: LogLevel | 'silent', destination?: DestinationStream): Logger {
   return pino(
     {
       level,

@@ -1,3 +1,4 @@
+import type { TokenConfig } from '../config/types.js';
 import { hasCode } from '../errors.js';
 import type { TokenSource } from '../oauth/source.js';
 import { sha256Hex } from '../util/hash.js';
@@ -15,6 +16,17 @@ export interface Credentials {
    * permanent failure, a new fingerprint means "try again" (a rotated Kubernetes Secret).
    */
   readonly fingerprint: string;
+}
+
+/**
+ * The files a token's credentials come from (client secret, refresh-token seed, private key): a
+ * change to any of them is worth a reconcile (a rotated Kubernetes Secret, a new seed).
+ */
+export function credentialFiles(tc: TokenConfig): string[] {
+  const files: string[] = [];
+  for (const src of [tc.clientSecret, tc.refreshToken]) if (src?.kind === 'file') files.push(src.path);
+  if (tc.privateKeyFile !== undefined) files.push(tc.privateKeyFile);
+  return files;
 }
 
 /**

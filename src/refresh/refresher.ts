@@ -204,6 +204,19 @@ export class Refresher implements TokenHandle {
       });
   }
 
+  /**
+   * The cheap periodic check (every reconcile tick): no I/O unless something is due. Logs an expiry
+   * no timer noticed, retries a write the store has not confirmed, starts an overdue refresh; only
+   * a token in permanent failure re-reads its credentials (the full reconcile) each time.
+   */
+  tick(): void {
+    if (!this.started || this.stopped || this.revoked) return;
+    if (this.permanent) return this.reconcile();
+    this.current();
+    if (this.coordinator.hasPendingWrite) void this.coordinator.flush();
+    if (this.attempts.current('attempt') === undefined && this.isOverdue()) void this.refresh(0);
+  }
+
   private async reconcileNow(): Promise<void> {
     this.current(); // logs token.expired if it lapsed without a timer noticing (clock jump)
     if (this.coordinator.hasPendingWrite) await this.coordinator.flush();
@@ -281,6 +294,13 @@ export class Refresher implements TokenHandle {
     if (pending !== undefined) await raceAbort(pending, signal);
     const next = this.current();
     return this.orUnavailable(next !== undefined && next.accessToken !== rejected.accessToken ? next : undefined);
+  }
+
+  /** Runs a refresh now if the held token is already due (a one-shot run must not hand over a token about to be replaced). */
+  async refreshIfDue(): Promise<void> {
+    const t = this.current();
+    if (t === undefined || msUntilRefresh(t, this.d.clock, { refreshAt: this.d.config.refreshAt, random: this.jitter(t) }) > 0) return;
+    await this.refresh(0);
   }
 
   /** Ready iff a valid token is held and no permanent failure is pending. */
