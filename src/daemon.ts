@@ -4,6 +4,7 @@ import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { createLogger, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
+import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import { Refresher } from './refresh/refresher.js';
 import type { TokenHandle } from './refresh/handle.js';
 import { createStore } from './store/create.js';
@@ -45,9 +46,20 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   await store.init();
 
   const metrics = new Metrics({ clock });
+  // Output files and change notifications, checked before anything is obtained (a missing
+  // directory is a bad config: exit 2).
+  const outputs: TokenOutputs[] = [];
+  try {
+    for (const tc of config.tokens) {
+      outputs.push(await createTokenListeners(tc, { clock, random, logger: logger.child({ token: tc.name }), registry: metrics.registry }));
+    }
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   const refreshers: Refresher[] = [];
   const handles = new Map<string, TokenHandle>();
-  for (const tc of config.tokens) {
+  for (const [i, tc] of config.tokens.entries()) {
     const refresher = new Refresher({
       config: tc,
       source: createTokenSource(tc, { clock }),
@@ -56,6 +68,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       random,
       logger: logger.child({ token: tc.name }),
       observer: metrics,
+      listeners: outputs[i]?.listeners,
     });
     refreshers.push(refresher);
     handles.set(tc.name, refresher);
@@ -126,6 +139,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
           await r.stop();
         }),
       );
+      await Promise.all(outputs.map((o) => o.close()));
       await server.close();
       await metricsServer?.close();
       await verifier?.close();
