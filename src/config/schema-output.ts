@@ -86,6 +86,8 @@ function checkOutput(ctx: Ctx, o: Obj): void {
   } else if (typeof format === 'string') {
     for (const k of ['template', 'templateFile']) if (present(o, k)) report(ctx, [k], 'only used with format template');
   }
+  // The file store refuses an executable token file too (store/file.ts): a token is not a program.
+  if (typeof o['mode'] === 'number' && (o['mode'] & 0o100) !== 0) report(ctx, ['mode'], 'must not be executable (use 0600 or 0640)');
   if (format !== 'env' && present(o, 'variable')) report(ctx, ['variable'], 'only used with format env');
   const text = o['template'];
   if (format === 'template' && typeof text === 'string') {
