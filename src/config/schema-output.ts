@@ -151,8 +151,8 @@ type OutputFile = z.output<typeof outputSchema>;
 type NotifyFile = z.output<typeof notifySchema>;
 
 /** Translates the parsed `outputs` list. */
-export function toOutputs(outputs: readonly OutputFile[] | undefined): readonly OutputConfig[] {
-  return (outputs ?? []).map((o) => ({
+export function toOutputs(outputs: readonly OutputFile[]): readonly OutputConfig[] {
+  return outputs.map((o) => ({
     path: o.path,
     format: o.format,
     mode: o.mode ?? DEFAULT_FILE_MODE,
@@ -167,8 +167,7 @@ export function toOutputs(outputs: readonly OutputFile[] | undefined): readonly 
 }
 
 /** Translates the parsed `notify` section. */
-export function toNotify(n: NotifyFile | undefined): NotifyConfig | undefined {
-  if (n === undefined) return undefined;
+export function toNotify(n: NotifyFile): NotifyConfig {
   return {
     http: n.http && { url: n.http.url, timeoutMs: n.http.timeout },
     signal: n.signal && { signal: n.signal.name, pidFile: n.signal.pidFile },

@@ -132,8 +132,9 @@ export function toToken(name: string, t: TokenFile): TokenConfig {
     defaultLifetimeMs: t.defaultLifetime,
     timeoutMs: t.timeout,
     allowInsecureHttp: t.allowInsecureHttp ?? primaryHostIsLoopback(t.issuer, t.tokenEndpoint),
-    outputs: toOutputs(t.outputs),
-    notify: toNotify(t.notify),
+    // Only when given, so a token without them resolves exactly as before.
+    ...(t.outputs !== undefined ? { outputs: toOutputs(t.outputs) } : {}),
+    ...(t.notify !== undefined ? { notify: toNotify(t.notify) } : {}),
   };
 }
 

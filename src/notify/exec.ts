@@ -3,7 +3,7 @@
  * quotes mean nothing), with a minimal environment that never holds the token, killed (with its
  * whole process group) when it overruns its timeout. Its output is captured up to a bound.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { ExecNotifyConfig } from '../config/schema-output.js';
@@ -50,13 +50,20 @@ export function execNotifier(cfg: ExecNotifyConfig, clock: Clock): Notifier {
     retry: undefined,
     send(event: ChangeEvent, signal: AbortSignal): Promise<NotifyOutcome> {
       return new Promise<NotifyOutcome>((resolve) => {
-        const child = spawn(program, args, {
-          shell: false,
-          env: execEnvironment(event),
-          stdio: ['ignore', 'pipe', 'pipe'],
-          // Its own process group, so a timeout kills what it started too.
-          detached: true,
-        });
+        let child: ChildProcess;
+        try {
+          child = spawn(program, args, {
+            shell: false,
+            env: execEnvironment(event),
+            stdio: ['ignore', 'pipe', 'pipe'],
+            // Its own process group, so a timeout kills what it started too.
+            detached: true,
+          });
+        } catch (err) {
+          // Invalid arguments throw at once (the schema refuses them; this keeps send from rejecting).
+          resolve({ ok: false, reason: `cannot run ${program} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, retryable: false });
+          return;
+        }
         const stdout = capture(child.stdout);
         const stderr = capture(child.stderr);
         let timedOut = false;
