@@ -202,7 +202,6 @@ describe('outputs through the token listener', () => {
   });
 
   it('returns at once and closes within its bound while the receiver never answers', async () => {
-    receiver = await startReceiver();
     // A receiver that holds every request open.
     const hung = await import('node:http').then(({ createServer }) => createServer(() => undefined));
     await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
