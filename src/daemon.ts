@@ -5,6 +5,7 @@ import { systemClock, type Clock } from './clock.js';
 import { createLogger, errorSummary, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
 import { credentialFiles } from './refresh/credentials.js';
+import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import { Refresher } from './refresh/refresher.js';
 import { FileWatcher } from './util/file-watch.js';
 import type { TokenHandle } from './refresh/handle.js';
@@ -57,8 +58,20 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   await store.init();
 
   const metrics = new Metrics({ clock });
+  // Output files and change notifications, checked before anything is obtained (a missing
+  // directory is a bad config: exit 2).
+  const outputs: TokenOutputs[] = [];
+  try {
+    for (const tc of config.tokens) {
+      outputs.push(await createTokenListeners(tc, { clock, random, logger: logger.child({ token: tc.name }), registry: metrics.registry }));
+    }
+  } catch (err) {
+    await Promise.all(outputs.map((o) => o.close()));
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   const refreshers = config.tokens.map(
-    (tc) =>
+    (tc, i) =>
       new Refresher({
         config: tc,
         source: createTokenSource(tc, { clock }),
@@ -67,6 +80,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
         random,
         logger: logger.child({ token: tc.name }),
         observer: metrics,
+        listeners: outputs[i]?.listeners,
       }),
   );
   const handles = new Map<string, TokenHandle>(refreshers.map((r) => [r.name, r]));
@@ -95,6 +109,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   } catch (err) {
     await server?.close();
     await verifier?.close();
+    await Promise.all(outputs.map((o) => o.close()));
     await store.close().catch(() => undefined);
     throw err;
   }
@@ -133,6 +148,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       await reconcileTask.destroy?.();
       files.close();
       await Promise.all(refreshers.map((r, i) => stopRefresher(r, config.tokens[i]?.revokeOnShutdown === true, logger)));
+      await Promise.all(outputs.map((o) => o.close()));
       await server?.close();
       await metricsServer?.close();
       await verifier?.close();

@@ -31,6 +31,13 @@ export const EVENTS = {
   verifyRejected: 'verify.rejected',
   verifyUnavailable: 'verify.unavailable',
   verifyDiscovered: 'verify.discovered',
+  outputWritten: 'output.written',
+  outputUnchanged: 'output.unchanged',
+  outputFailed: 'output.failed',
+  notifySent: 'notify.sent',
+  notifyFailed: 'notify.failed',
+  notifySuperseded: 'notify.superseded',
+  notifyOutput: 'notify.output',
 } as const;
 
 export type EventName = (typeof EVENTS)[keyof typeof EVENTS];

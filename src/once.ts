@@ -2,7 +2,8 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/types.js';
 import { errorSummary, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
-import type { TokenListener } from './refresh/handle.js';
+import { Registry } from 'prom-client';
+import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import { Refresher } from './refresh/refresher.js';
 import { createStore } from './store/create.js';
 import type { TokenStore } from './store/store.js';
@@ -15,10 +16,6 @@ export interface OnceOptions {
   readonly clock?: Clock | undefined;
   readonly random?: (() => number) | undefined;
   readonly store?: TokenStore | undefined;
-  /** Listeners per token name (outputs, notifications); their pending work is awaited before returning. */
-  readonly listeners?: ((name: string) => readonly TokenListener[]) | undefined;
-  /** Awaited after the refreshers stopped: flushes the listeners' pending writes. */
-  readonly flushListeners?: (() => Promise<void>) | undefined;
 }
 
 /** What a one-shot run achieved. */
@@ -37,8 +34,20 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
   const clock = opts.clock ?? systemClock;
   const store = opts.store ?? (await createStore(config.store, opts.logger));
   await store.init();
+  // The outputs and notifications of the daemon, written before the run ends.
+  const registry = new Registry();
+  const outputs: TokenOutputs[] = [];
+  try {
+    for (const tc of config.tokens) {
+      outputs.push(await createTokenListeners(tc, { clock, random: opts.random ?? Math.random, logger: opts.logger.child({ token: tc.name }), registry }));
+    }
+  } catch (err) {
+    await Promise.all(outputs.map((o) => o.close()));
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   const refreshers = config.tokens.map(
-    (tc) =>
+    (tc, i) =>
       new Refresher({
         config: tc,
         source: createTokenSource(tc, { clock }),
@@ -46,7 +55,7 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
         clock,
         random: opts.random ?? Math.random,
         logger: opts.logger.child({ token: tc.name }),
-        listeners: opts.listeners?.(tc.name),
+        listeners: outputs[i]?.listeners,
       }),
   );
   try {
@@ -54,7 +63,7 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
     await Promise.all(refreshers.map((r) => untilSettled(r, clock, opts.timeoutMs)));
   } finally {
     await Promise.all(refreshers.map((r) => r.stop()));
-    await opts.flushListeners?.();
+    await Promise.all(outputs.map((o) => o.close()));
     await store.close().catch((err: unknown) => opts.logger.warn({ error: errorSummary(err) }, 'closing the store failed'));
   }
   const ready: string[] = [];

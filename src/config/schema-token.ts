@@ -22,6 +22,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { outputFields, toNotify, toOutputs } from './schema-output.js';
 import type { ClientAuthMethod, TokenConfig } from './types.js';
 
 const CLIENT_AUTH = [
@@ -101,6 +102,7 @@ export const tokenSchema = z
     timeout: duration(1).default(DEFAULT_TIMEOUT_MS),
     defaultLifetime: duration(1_000).default(DEFAULT_LIFETIME_MS),
     allowInsecureHttp: bool.optional(),
+    ...outputFields,
   })
   .superRefine(...relations(checkToken));
 
@@ -130,6 +132,9 @@ export function toToken(name: string, t: TokenFile): TokenConfig {
     defaultLifetimeMs: t.defaultLifetime,
     timeoutMs: t.timeout,
     allowInsecureHttp: t.allowInsecureHttp ?? primaryHostIsLoopback(t.issuer, t.tokenEndpoint),
+    // Only when given, so a token without them resolves exactly as before.
+    ...(t.outputs !== undefined ? { outputs: toOutputs(t.outputs) } : {}),
+    ...(t.notify !== undefined ? { notify: toNotify(t.notify) } : {}),
   };
 }
 

@@ -27,6 +27,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { checkOutputPaths } from './schema-output.js';
 import { storeSchema, toStore } from './schema-store.js';
 import { tokenSchema, toToken } from './schema-token.js';
 import { toVerifyIssuer, verifySchema } from './schema-verify.js';
@@ -77,6 +78,7 @@ function checkTop(ctx: Ctx, c: Obj): void {
       seen.add(iss);
     });
   }
+  checkOutputPaths(ctx, c);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import type { LogLevel } from '../log.js';
+import type { NotifyConfig, OutputConfig } from './schema-output.js';
 /**
  * The validated, resolved configuration. `schema.ts` parses the documented file format into this;
  * everything else in tokend codes against these types only.
@@ -45,6 +46,10 @@ export interface TokenConfig {
   readonly timeoutMs: number;
   /** Allow http:// issuers (development only). Default: true only for loopback hosts. */
   readonly allowInsecureHttp: boolean;
+  /** Extra files written on every change of the token (docs/outputs.md). Default none. */
+  readonly outputs?: readonly OutputConfig[] | undefined;
+  /** Who is told when the token changes (docs/outputs.md). Default nobody. */
+  readonly notify?: NotifyConfig | undefined;
 }
 
 export type ListenAddress =
