@@ -72,7 +72,8 @@ const MODE_EXPECTED = 'expected an octal file mode like "0600" or "0640"';
 /**
  * Parses a token file mode: an octal string (`"0600"`, `"640"`, `"0o600"`) or a number (`384`,
  * or YAML's `0o600`). Refuses modes above 0777, any permission for other users (mode & 0o007),
- * and modes that do not let the owner read and write (the store rewrites and reloads its files).
+ * modes that do not let the owner read and write (the store rewrites and reloads its files), and
+ * execute bits: what remains is 0600 and 0640. The file store asserts its mode with this function.
  * Throws RangeError with the reason.
  */
 export function parseFileMode(value: string | number): number {
@@ -89,6 +90,8 @@ export function parseFileMode(value: string | number): number {
   // The group (the application, via fsGroup) may read, never write: a writer could plant a token.
   if ((mode & 0o030) !== 0) throw new RangeError('must not let the group write or execute (use 0600 or 0640)');
   if ((mode & 0o600) !== 0o600) throw new RangeError('must let the owner read and write (0600 or 0640)');
+  // A token is data: an executable bit is a mistake (the file store asserts this same rule).
+  if ((mode & 0o100) !== 0) throw new RangeError('must not be executable (use 0600 or 0640)');
   return mode;
 }
 
