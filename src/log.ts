@@ -17,6 +17,7 @@ export const EVENTS = {
   revoked: 'token.revoked',
   leaseAcquired: 'lease.acquired',
   leaseLost: 'lease.lost',
+  leaseDistrusted: 'lease.distrusted',
   refreshTokenLost: 'token.refresh_token_lost',
   storeRestored: 'store.restored',
   storeUnavailable: 'store.unavailable',

@@ -196,10 +196,58 @@ export const resourceUri = z.string().superRefine((s, ctx) => {
   if (u === undefined || s.includes('#')) report(ctx, [], 'expected an absolute URL without a fragment');
 });
 
-export const redisUrl = z.string().superRefine((s, ctx) => {
-  const u = parseUrl(s);
+/** A Redis URL taken apart (parseRedisUrl). */
+export interface RedisUrlParts {
+  readonly host: string;
+  readonly port: number;
+  readonly db: number;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /** rediss:// */
+  readonly tls: boolean;
+  /** The URL without its password: safe for messages and logs. */
+  readonly safe: string;
+}
+
+/**
+ * The one Redis URL parser, for `tokend check` (the schema) and `tokend run` (the store):
+ * `redis[s]://[user[:password]@]host[:port][/db]`, db a number from 0 to 99999 (default 0), port
+ * default 6379, no query or fragment. Throws RangeError saying what was expected; the message
+ * never repeats the URL (it may hold a password).
+ */
+export function parseRedisUrl(text: string): RedisUrlParts {
+  const u = parseUrl(text);
   if (u === undefined || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
-    report(ctx, [], 'expected a redis:// or rediss:// URL');
+    throw new RangeError('expected a redis:// or rediss:// URL');
+  }
+  if (u.hostname === '') throw new RangeError('expected a host in the redis URL');
+  const dbText = u.pathname.replace(/^\//, '');
+  if (dbText !== '' && !/^\d{1,5}$/.test(dbText)) throw new RangeError('the path of a redis URL must be a database number, like /0');
+  if (u.search !== '' || u.hash !== '') throw new RangeError('a redis URL takes no query or fragment');
+  let username: string | undefined;
+  let password: string | undefined;
+  try {
+    username = u.username ? decodeURIComponent(u.username) : undefined;
+    password = u.password ? decodeURIComponent(u.password) : undefined;
+  } catch {
+    throw new RangeError('the credentials in the redis URL are not valid percent-encoding');
+  }
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: u.port === '' ? 6379 : Number(u.port),
+    db: dbText === '' ? 0 : Number(dbText),
+    username,
+    password,
+    tls: u.protocol === 'rediss:',
+    safe: `${u.protocol}//${u.username ? `${u.username}@` : ''}${u.host}/${dbText === '' ? '0' : dbText}`,
+  };
+}
+
+export const redisUrl = z.string().superRefine((s, ctx) => {
+  try {
+    parseRedisUrl(s);
+  } catch (err) {
+    report(ctx, [], (err as Error).message);
   }
 });
 
