@@ -21,7 +21,7 @@ export async function createStore(cfg: StoreConfig, logger: Logger): Promise<Tok
         stateDir: cfg.stateDir,
         onCorrupt,
         onWatchFallback: (dir, reason) =>
-          logger.warn({ event: EVENTS.storeUnavailable, dir, reason }, 'cannot watch the directory with inotify; polling it every 5 s instead'),
+          logger.warn({ dir, reason }, 'cannot watch the directory with inotify; polling it every 5 s instead'),
       });
     case 'redis': {
       const password = cfg.password ? await readSecret(cfg.password, 'store.password') : undefined;

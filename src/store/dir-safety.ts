@@ -1,5 +1,4 @@
 import { chmod, mkdir, realpath, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { TokendError } from '../errors.js';
 import { probeWritable, removeTempFiles } from './atomic.js';
 
@@ -27,9 +26,11 @@ function errnoCode(err: unknown): string {
  * whatever the umask), checks it is a directory that is safe to keep tokens in, proves it writable
  * with a probe file and removes temp files a crash left behind.
  *
- * Safe means (issue: another local user could replace tokens): neither the directory nor any
- * directory above it (symlinks resolved) is world-writable without the sticky bit. A world-writable
- * directory WITH the sticky bit is accepted, and then only files owned by tokend's user are read.
+ * Safe means (another local user could replace tokens): the directory (symlinks resolved) is not
+ * world-writable without the sticky bit. A world-writable directory WITH the sticky bit is
+ * accepted, and then only files owned by tokend's user are read. Directories above it are not
+ * judged: a directory tokend creates inside a world-writable volume root (Kubernetes emptyDir)
+ * is its own, mode 0755 or 0700.
  * A refusal is TokendError('CONFIG_INVALID') naming the directory and the fix; I/O problems are
  * STORE_UNAVAILABLE naming the directory.
  */
@@ -55,7 +56,6 @@ export async function prepareDir(dir: string, mode: number, what: string): Promi
         'use a directory only tokend (and its readers) can write, e.g. mode 0755 or 0750 (or set the sticky bit, mode 1777)',
     );
   }
-  await checkAncestors(real, shown, what);
   const ownerUid = worldWritable ? process.geteuid?.() : undefined;
   try {
     await probeWritable(real);
@@ -64,18 +64,4 @@ export async function prepareDir(dir: string, mode: number, what: string): Promi
     throw new TokendError('STORE_UNAVAILABLE', `file store: ${what} ${shown} is not writable (${errnoCode(err)})`, { cause: err });
   }
   return { real, ownerUid };
-}
-
-/** Refuses a world-writable, non-sticky directory above real: whoever can write it can swap real itself. */
-async function checkAncestors(real: string, shown: string, what: string): Promise<void> {
-  for (let dir = dirname(real); ; dir = dirname(dir)) {
-    const st = await stat(dir).catch(() => undefined);
-    if (st !== undefined && (st.mode & WORLD_WRITABLE) !== 0 && (st.mode & STICKY) === 0) {
-      throw new TokendError(
-        'CONFIG_INVALID',
-        `file store: ${what} ${shown} lies in ${dir}, which is world-writable without the sticky bit: another user could replace it`,
-      );
-    }
-    if (dir === dirname(dir)) return;
-  }
 }

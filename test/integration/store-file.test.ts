@@ -507,13 +507,14 @@ describe('FileStore refuses directories other users could write', () => {
     expect(err.message).toContain(target);
   });
 
-  it('refuses a directory inside a world-writable directory without the sticky bit', async () => {
-    const open = join(root, 'open');
-    await mkdir(join(open, 'tokens'), { recursive: true });
-    await chmod(open, 0o777);
-    const err = await storeError(newStore({ dir: join(open, 'tokens') }).init());
-    expect(err.code).toBe('CONFIG_INVALID');
-    expect(err.message).toContain(open);
+  it('accepts a directory it creates inside a world-writable volume root (a Kubernetes emptyDir): that one is its own', async () => {
+    const volume = join(root, 'volume');
+    await mkdir(volume);
+    await chmod(volume, 0o777);
+    const store = newStore({ dir: join(volume, 'tokens'), stateDir: join(volume, 'state') });
+    await store.init();
+    expect(await modeOf(join(volume, 'tokens'))).toBe(0o755);
+    expect(await modeOf(join(volume, 'state'))).toBe(0o700);
   });
 
   it('accepts a sticky world-writable directory, but believes only files owned by its own user', async () => {

@@ -193,3 +193,28 @@ describe('a commit whose reply is lost, or that never ran (issue 9.1, the store 
     });
   }
 });
+
+describe('credentials refused after start-up (issue 10.13)', () => {
+  it('reports STORE_AUTH_FAILED, not "not connected", once Redis refuses the password on reconnect', async () => {
+    const admin = redis.client();
+    await admin.call('ACL', 'SETUSER', 'tokend', 'on', '>first-pass-111', '~*', '&*', '+@all');
+    const store = makeStore('replica-a', { url: `redis://tokend:first-pass-111@127.0.0.1:${redis.port}/0` });
+    await store.init();
+    await commit(store, 'orders', { refreshToken: 'rt-1' });
+    // The password is rotated in Redis but not in tokend's config, and the connection drops.
+    await admin.call('ACL', 'SETUSER', 'tokend', 'resetpass', '>second-pass-222');
+    await admin.call('CLIENT', 'KILL', 'USER', 'tokend');
+    const err = await until(
+      async () => {
+        const e = await store.load('orders').then(() => undefined, (x: unknown) => x);
+        return hasCode(e, 'STORE_AUTH_FAILED') ? e : undefined;
+      },
+      'the load to fail with STORE_AUTH_FAILED',
+      5_000,
+      20,
+    );
+    expect((err as Error).message).toContain('user "tokend"');
+    expect((err as Error).message).not.toMatch(/first-pass|second-pass/);
+    expect(logLines.join('\n')).not.toMatch(/first-pass|second-pass/);
+  });
+});
