@@ -229,8 +229,9 @@ export class FileStore implements TokenStore {
     this.tell(name, this.view(next));
   }
 
+  /** s as load returns it: the access token only while usable, with a monotonic deadline (its own, when this process obtained it). */
   private view(s: StoredState): StoredState {
-    const access = s.access === undefined ? undefined : withDeadline(s.access, this.clock);
+    const access = s.access === undefined || s.access.deadline !== undefined ? s.access : withDeadline(s.access, this.clock);
     return { ...s, access: isUsable(access, this.clock) ? access : undefined };
   }
 

@@ -369,6 +369,30 @@ describe('RedisStore init', () => {
     }
   });
 
+  it('works with the minimal ACL docs/stores.md documents', async () => {
+    const acl = '+get +set +del +exists +strlen +pttl +pexpire +incr +publish +subscribe +evalsha +eval +ping +client|setname +select +hello +info +quit';
+    await admin.call('ACL', 'SETUSER', 'minimal', 'on', '>minimal-pass-1', '~tokend:*', '&tokend:*', ...acl.split(' '));
+    try {
+      const url = `redis://minimal:minimal-pass-1@127.0.0.1:${redis.port}/0`;
+      const a = makeStore({ url, prefix: 'tokend:', holderId: 'acl-a' });
+      const b = makeStore({ url, prefix: 'tokend:', holderId: 'acl-b' });
+      await Promise.all([a.init(), b.init()]);
+      const seen: string[] = [];
+      b.watch('acl-orders', (s) => seen.push(s.refreshToken ?? 'none'));
+      await until(() => seen.length >= 1, 'the first watch call', 5_000, 10);
+      await a.withLease('acl-orders', async (lease) => {
+        await a.recordIntent(lease, sha256Hex('seed'));
+        await a.commit(lease, { access: token('at-acl', 60_000), refreshToken: 'rt-acl' });
+      });
+      await until(() => seen.includes('rt-acl'), 'the commit to reach the watcher', 5_000, 10);
+      expect(await a.writeBack('acl-orders', new Set(), { refreshToken: 'rt-acl' })).toBe('already');
+      await a.remove('acl-orders');
+      expect((await b.load('acl-orders')).revoked).toBe(true);
+    } finally {
+      await admin.call('ACL', 'DELUSER', 'minimal');
+    }
+  });
+
   it('refuses a URL the config schema refuses, with CONFIG_INVALID and the same reason', () => {
     for (const url of ['http://127.0.0.1:6379', 'redis://127.0.0.1:6379/orders']) {
       expect(() => makeStore({ url })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));

@@ -127,8 +127,11 @@ export function encodeWrite(op: WriteOp): string {
   const doc: Record<string, unknown> = {};
   if (op.lease) doc.lease = op.lease.value;
   if (op.lease) doc.fence = String(op.lease.fence);
-  if (op.stateWas !== undefined) doc[op.stateWas === null ? 'stateAbsent' : 'stateWas'] = op.stateWas ?? true;
-  if (op.metaWas !== undefined) doc[op.metaWas === null ? 'metaAbsent' : 'metaWas'] = op.metaWas ?? true;
+  // JSON null would decode to cjson.null (truthy in Lua): absence is its own boolean field.
+  if (op.stateWas === null) doc.stateAbsent = true;
+  else if (op.stateWas !== undefined) doc.stateWas = op.stateWas;
+  if (op.metaWas === null) doc.metaAbsent = true;
+  else if (op.metaWas !== undefined) doc.metaWas = op.metaWas;
   if (op.state === null) doc.dropState = true;
   else if (op.state !== undefined) doc.state = op.state;
   if (op.access === null) doc.dropAccess = true;
