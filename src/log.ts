@@ -18,6 +18,7 @@ export const EVENTS = {
   revoked: 'token.revoked',
   leaseAcquired: 'lease.acquired',
   leaseLost: 'lease.lost',
+  leaseDistrusted: 'lease.distrusted',
   refreshTokenLost: 'token.refresh_token_lost',
   grantNote: 'token.grant_note',
   storeRestored: 'store.restored',

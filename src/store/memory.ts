@@ -3,6 +3,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { TokendError } from '../errors.js';
 import { isNewerThan, isUsable, type AccessToken } from '../token.js';
 import { sha256Hex } from '../util/hash.js';
+import { assertTokenName } from './names.js';
 import type { Lease, LeaseOutcome, StoredState, StoreUpdate, TokenStore, WriteBackResult } from './store.js';
 
 interface LeaseRecord {
@@ -135,6 +136,7 @@ export class MemoryStore implements TokenStore {
 
   /** A copy of what is held for name, without an access token that is no longer usable. */
   async load(name: string): Promise<StoredState> {
+    assertTokenName(name, this.description);
     return this.read(name);
   }
 
@@ -147,6 +149,7 @@ export class MemoryStore implements TokenStore {
 
   /** Runs fn under the lease; see TokenStore.withLease. */
   async withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
+    assertTokenName(name, this.description);
     const previous = this.queues.get(name) ?? Promise.resolve();
     let done!: () => void;
     const mine = new Promise<void>((r) => (done = r));
@@ -193,6 +196,7 @@ export class MemoryStore implements TokenStore {
 
   /** See TokenStore.writeBack. */
   async writeBack(name: string, supersedes: ReadonlySet<string>, update: StoreUpdate): Promise<WriteBackResult> {
+    assertTokenName(name, this.description);
     const s = this.backend.states.get(name) ?? {};
     const verdict = writeBackVerdict(s, supersedes, update);
     if (verdict === 'written') this.backend.write(name, apply(s, update));
@@ -201,6 +205,7 @@ export class MemoryStore implements TokenStore {
 
   /** Watches commits of any store on this backend. */
   watch(name: string, onChange: (state: StoredState) => void): () => void {
+    assertTokenName(name, this.description);
     let active = true;
     const unsubscribe = this.backend.addWatcher(name, () => onChange(this.read(name)));
     queueMicrotask(() => {
@@ -214,6 +219,7 @@ export class MemoryStore implements TokenStore {
 
   /** Forgets the token; a refresh-token chain leaves a tombstone. */
   async remove(name: string): Promise<void> {
+    assertTokenName(name, this.description);
     const s = this.backend.states.get(name);
     if (s === undefined) return;
     const chain = s.refreshToken !== undefined || s.seedHash !== undefined || s.revoked === true;
