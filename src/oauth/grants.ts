@@ -15,6 +15,7 @@ import { TokendError } from '../errors.js';
 import { MAX_TOKEN_CHARS, normaliseTokenType, type AccessToken, type GrantResult } from '../token.js';
 import { classifyGrantError } from './classify.js';
 import { createClientKeyLoader, type ClientKeyLoader } from './client-auth.js';
+import { clientSecretBasic } from './secret-basic.js';
 import { createIssuerResolver, fetchWithSignal, type IssuerResolver } from './issuer.js';
 import { attachRotatedRefreshToken, type TokenSource } from './source.js';
 
@@ -45,7 +46,7 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
   async function clientAuth(as: client.ServerMetadata): Promise<client.ClientAuth> {
     switch (cfg.clientAuth) {
       case 'client_secret_basic':
-        return client.ClientSecretBasic(await secret());
+        return clientSecretBasic(await secret());
       case 'client_secret_post':
         return client.ClientSecretPost(await secret());
       case 'none':
