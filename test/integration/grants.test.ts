@@ -8,6 +8,7 @@ import { systemClock } from '../../src/clock.js';
 import type { TokenConfig } from '../../src/config/types.js';
 import { TokendError } from '../../src/errors.js';
 import { createTokenSource } from '../../src/oauth/grants.js';
+import { createIdpRegistry } from '../../src/oauth/idp-registry.js';
 import { FakeClock } from '../support/fake-clock.js';
 import {
   generateClientKey,
@@ -316,9 +317,11 @@ describe('through a failing network (fault proxy)', () => {
     await proxied?.close();
   });
 
-  const proxiedSource = (timeoutMs = 500) =>
+  // A registry of its own per source: a Retry-After pause from one test must not reach the next.
+  const proxiedSource = (timeoutMs = 500, idpRegistry = createIdpRegistry()) =>
     createTokenSource(testTokenConfig({ name: 'flaky', clientId: 'cc', clientSecret: { kind: 'literal', value: SECRET }, issuer: proxied.issuer, timeoutMs }), {
       clock: systemClock,
+      idp: idpRegistry,
     });
 
   it('treats a 500 from the token endpoint as GRANT_TRANSIENT with the status', async () => {
@@ -334,13 +337,23 @@ describe('through a failing network (fault proxy)', () => {
     }
   });
 
-  it('treats a 429 as GRANT_TRANSIENT', async () => {
-    const source = proxiedSource();
+  it('treats a 429 as GRANT_TRANSIENT with its Retry-After, and sends no grant to that IdP while it is in force', async () => {
+    const idpRegistry = createIdpRegistry();
+    const source = proxiedSource(500, idpRegistry);
+    const other = proxiedSource(500, idpRegistry);
     await proxied.proxy.setMode('status429', /^\/token$/);
     try {
       const err = await failure(source.obtain(undefined));
       expect(err.code).toBe('GRANT_TRANSIENT');
       expect(err.status).toBe(429);
+      expect(err.retryAfterMs).toBe(1_000);
+      const before = proxied.proxy.count(/^\/token$/);
+      const paused = await failure(other.obtain(undefined));
+      expect(paused.code).toBe('GRANT_TRANSIENT');
+      expect(paused.reason).toBe('idp_paused');
+      expect(paused.retryAfterMs).toBeGreaterThan(0);
+      expect(paused.retryAfterMs).toBeLessThanOrEqual(1_000);
+      expect(proxied.proxy.count(/^\/token$/)).toBe(before);
     } finally {
       await proxied.proxy.setMode('pass');
     }

@@ -229,8 +229,8 @@ describe('the IdP answer is untrusted input (toGrantResult)', () => {
     const r = toGrantResult({ access_token: 'abc', token_type: 'bearer', expires_in: 60 }, at, cfg);
     expect(r.token).toEqual({ accessToken: 'abc', tokenType: 'Bearer', obtainedAt: at, expiresAt: at + 60_000, scope: 'api:read' });
     expect(r.refreshToken).toBeUndefined();
-    expect(toGrantResult({ access_token: 'abc', token_type: 'dpop', expires_in: 1, scope: 'granted' }, at, cfg).token).toMatchObject({
-      tokenType: 'DPoP',
+    expect(toGrantResult({ access_token: 'abc', token_type: 'BEARER', expires_in: 1, scope: 'granted' }, at, cfg).token).toMatchObject({
+      tokenType: 'Bearer',
       scope: 'granted',
     });
   });
