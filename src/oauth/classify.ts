@@ -178,7 +178,7 @@ export function classifyGrantError(err: unknown, tokenName: string, phase: Grant
       if (phase === 'discovery' && status !== undefined && status !== 200) {
         return make('DISCOVERY_FAILED', `failed: ${tried(ctx.exchanges)}`, withOauth(undefined, status));
       }
-      const member = /"response" body "([a-z_]{1,32})" property/.exec(err.message)?.[1] ?? memberOf(err.cause);
+      const member = memberOf(err);
       const detail = [status !== undefined ? `HTTP ${status}` : undefined, member ? `its ${member} is missing or invalid` : undefined, code]
         .filter(Boolean)
         .join(', ');
@@ -217,10 +217,17 @@ function responseOf(err: unknown): Response | undefined {
   return undefined;
 }
 
-/** The member openid-client named in an INVALID_RESPONSE cause ({ attribute }), if any. */
-function memberOf(cause: unknown): string | undefined {
-  const a = cause !== null && typeof cause === 'object' ? (cause as { attribute?: unknown }).attribute : undefined;
-  return typeof a === 'string' && /^[a-z_]{1,32}$/.test(a) ? a : undefined;
+/**
+ * The member of the answer openid-client found wrong ('"response" body "token_type" property must
+ * be a string' in the wrapped error's message), if any: a name from the library, never a value.
+ */
+function memberOf(err: ClientError): string | undefined {
+  for (const e of [err, err.cause]) {
+    const message = e instanceof Error ? e.message : '';
+    const m = /"response" body "([a-z_]{1,32})" property/.exec(message);
+    if (m?.[1]) return m[1];
+  }
+  return undefined;
 }
 
 /** "GET https://idp/.well-known/openid-configuration → 404; GET …/oauth-authorization-server → 404". */

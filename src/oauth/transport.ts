@@ -61,6 +61,8 @@ const NULL_BODY = new Set([101, 204, 205, 304]);
 export function operationFetch(opts: OperationFetchOptions, record: OperationRecord): CustomFetch {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const code = opts.phase === 'discovery' ? 'DISCOVERY_FAILED' : 'GRANT_TRANSIENT';
+  // openid-client requests new URL(token_endpoint).href, which may differ from the metadata's spelling.
+  const tokenEndpoint = opts.tokenEndpoint !== undefined && URL.canParse(opts.tokenEndpoint) ? new URL(opts.tokenEndpoint).href : undefined;
   return async (url, options) => {
     const exchange: Exchange = { method: options.method ?? 'GET', url: displayUrl(url) };
     record.exchanges.push(exchange);
@@ -72,7 +74,7 @@ export function operationFetch(opts: OperationFetchOptions, record: OperationRec
       const what = `${who} ${exchange.method} ${exchange.url}`;
       const bytes = await readBounded(res, maxBytes, what, code);
       let body: Uint8Array<ArrayBuffer> | string | null = NULL_BODY.has(res.status) ? null : bytes;
-      if (res.status === 200 && opts.tokenEndpoint !== undefined && url === opts.tokenEndpoint) {
+      if (res.status === 200 && tokenEndpoint !== undefined && url === tokenEndpoint) {
         const inspected = inspectTokenAnswer(new TextDecoder().decode(bytes));
         record.answer = inspected.facts;
         const typeErr = tokenTypeError(inspected.facts.tokenType, opts.tokenName ?? '?', inspected.facts.refreshToken);

@@ -208,6 +208,31 @@ describe('no stampede', () => {
     }
   });
 
+  it('discovers again when the token endpoint answers 404 (the IdP moved it), not on every grant', async () => {
+    const proxy = await startRewriteProxy();
+    const idp = await startDevIdp({ issuer: proxy.url, clients: [{ clientId: 'c', clientSecret: SECRET }] });
+    proxy.setTarget(idp.url);
+    const registry = createIdpRegistry();
+    try {
+      const source = createTokenSource(testTokenConfig({ name: 'moved', clientId: 'c', clientSecret: literal(SECRET), issuer: proxy.url }), {
+        clock: systemClock,
+        idp: registry,
+      });
+      await source.obtain(undefined);
+      await source.obtain(undefined);
+      expect(proxy.count(/openid-configuration$/)).toBe(1);
+      proxy.answer((req, res) => (req.url === '/token' ? (res.writeHead(404).end(), true) : false));
+      expect((await failure(source.obtain(undefined))).status).toBe(404);
+      proxy.answer(undefined);
+      await source.obtain(undefined);
+      expect(proxy.count(/openid-configuration$/)).toBe(2);
+    } finally {
+      await registry.close();
+      await proxy.close();
+      await idp.close();
+    }
+  });
+
   describe('per IdP (node-oauth2-server)', () => {
     let server: RunningOAuth2Server;
     beforeAll(async () => {

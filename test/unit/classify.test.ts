@@ -143,6 +143,15 @@ describe('classifyGrantError maps what openid-client throws', () => {
     expect(JSON.stringify(err)).not.toContain(LEAK);
   });
 
+  it('names the member of a 200 answer that openid-client refused, never its value', async () => {
+    expect(classifyGrantError(await libraryError('ok_without_access_token'), 'orders').message).toBe(
+      'token "orders": grant failed: the IdP\'s answer is not a valid OAuth response (its access_token is missing or invalid, OAUTH_INVALID_RESPONSE)',
+    );
+    const badExpiry = classifyGrantError(await libraryError('ok_with_bad_expires_in'), 'orders').message;
+    expect(badExpiry).toContain('its expires_in is missing or invalid');
+    expect(badExpiry).not.toContain('soon');
+  });
+
   it('names a timeout as such', async () => {
     const err = classifyGrantError(await libraryError('hang'), 'orders');
     expect(err.message).toContain('timed out');
