@@ -40,7 +40,10 @@ export function newRecord(): OperationRecord {
   return { exchanges: [] };
 }
 
-/** The URL as shown in messages: no query, fragment or credentials. */
+/** Longest URL shown in a message (characters); a discovered endpoint comes from the network. */
+const MAX_SHOWN_URL = 256;
+
+/** The URL as shown in messages: no query, fragment or credentials, at most 256 characters. */
 export function displayUrl(url: string): string {
   try {
     const u = new URL(url);
@@ -48,7 +51,7 @@ export function displayUrl(url: string): string {
     u.hash = '';
     u.username = '';
     u.password = '';
-    return u.href;
+    return u.href.length > MAX_SHOWN_URL ? `${u.href.slice(0, MAX_SHOWN_URL)}…` : u.href;
   } catch {
     return 'an invalid URL';
   }

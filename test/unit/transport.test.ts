@@ -64,5 +64,6 @@ describe('operationFetch', () => {
   it('shows URLs without query, fragment or credentials', () => {
     expect(displayUrl('https://user:pw@idp.example/realms/a/token?client_secret=s#f')).toBe('https://idp.example/realms/a/token');
     expect(displayUrl('not a url')).toBe('an invalid URL');
+    expect(displayUrl(`https://idp.example/${'a'.repeat(1000)}`)).toBe(`https://idp.example/${'a'.repeat(256 - 20)}…`);
   });
 });
