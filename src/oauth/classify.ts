@@ -125,7 +125,8 @@ function isAbort(err: unknown): 'timeout' | 'abort' | undefined {
  *   answers that are not a valid OAuth response: GRANT_TRANSIENT
  * - an http:// IdP without allowInsecureHttp, an unusable key: CONFIG_INVALID
  * - in the discovery phase every failure but CONFIG_INVALID is DISCOVERY_FAILED.
- * A TokendError passes through unchanged.
+ * A TokendError passes through unchanged. One function on purpose (over 60 lines): every library
+ * error is translated in one place, top to bottom, so the order of the checks is the rule.
  */
 export function classifyGrantError(err: unknown, tokenName: string, phase: GrantPhase = 'grant', ctx: ClassifyContext = {}): TokendError {
   if (err instanceof TokendError) return err;

@@ -44,7 +44,10 @@ export interface OAuthTokenSource extends TokenSource {
   credentialFingerprint(): Promise<string>;
 }
 
-/** Creates the TokenSource for one configured token. Nothing is fetched until the first call. */
+/**
+ * Creates the TokenSource for one configured token. Nothing is fetched until the first call.
+ * (A factory of small closures over one token's settings, hence longer than 60 lines.)
+ */
 export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAuthTokenSource {
   const registry = deps.idp ?? defaultIdpRegistry();
   const fetchImpl = deps.fetch ?? registry.fetch;
