@@ -3,6 +3,7 @@ import type { Config, TokenConfig } from './config/types.js';
 import { hasCode, TokendError } from './errors.js';
 import { createLogger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
+import { createIdpRegistry, type IdpRegistry } from './oauth/idp-registry.js';
 import { createStore } from './store/create.js';
 
 /** One line of `tokend check`'s report. */
@@ -20,7 +21,12 @@ export interface CheckLine {
 export async function checkConfigOnline(config: Config, online: boolean): Promise<CheckLine[]> {
   const lines: CheckLine[] = [];
   if (online) lines.push(await checkStore(config));
-  for (const tc of config.tokens) lines.push(await checkToken(tc, online));
+  const idp = createIdpRegistry({ concurrency: config.idpConcurrency });
+  try {
+    for (const tc of config.tokens) lines.push(await checkToken(tc, online, idp));
+  } finally {
+    await idp.close();
+  }
   return lines;
 }
 
@@ -40,8 +46,8 @@ async function checkStore(config: Config): Promise<CheckLine> {
   }
 }
 
-async function checkToken(tc: TokenConfig, online: boolean): Promise<CheckLine> {
-  const source = createTokenSource(tc, { clock: systemClock });
+async function checkToken(tc: TokenConfig, online: boolean, idp: IdpRegistry): Promise<CheckLine> {
+  const source = createTokenSource(tc, { clock: systemClock, idp });
   try {
     const ep = await source.discover(AbortSignal.timeout(tc.timeoutMs));
     const where = `${tc.grant} as ${tc.clientId} → token endpoint ${ep.tokenEndpoint}`;
@@ -56,8 +62,8 @@ async function checkToken(tc: TokenConfig, online: boolean): Promise<CheckLine> 
     return { ok: true, text: `${tc.name}: ${where}; grant ok (a ${seconds} s ${result.token.tokenType} token)` };
   } catch (err) {
     if (hasCode(err, 'CONFIG_INVALID')) throw err;
-    const what = hasCode(err, 'GRANT_PERMANENT') ? 'refused' : 'IdP unreachable or failing';
-    return { ok: false, text: `${tc.name}: ${what}: ${messageOf(err)}` };
+    // tokend's own messages name the token and what was tried (URL, host, status).
+    return { ok: false, text: err instanceof TokendError ? messageOf(err) : `token "${tc.name}": ${messageOf(err)}` };
   }
 }
 

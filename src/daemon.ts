@@ -4,6 +4,7 @@ import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { createLogger, errorSummary, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
+import { createIdpRegistry } from './oauth/idp-registry.js';
 import { credentialFiles } from './refresh/credentials.js';
 import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import { Refresher } from './refresh/refresher.js';
@@ -58,6 +59,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   await store.init();
 
   const metrics = new Metrics({ clock });
+  // One discovery, connection pool and grant limiter per IdP, shared by every token.
+  const idp = createIdpRegistry({ concurrency: config.idpConcurrency, clock });
   // Output files and change notifications, checked before anything is obtained (a missing
   // directory is a bad config: exit 2).
   const outputs: TokenOutputs[] = [];
@@ -74,7 +77,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
     (tc, i) =>
       new Refresher({
         config: tc,
-        source: createTokenSource(tc, { clock }),
+        source: createTokenSource(tc, { clock, idp }),
         store,
         clock,
         random,
@@ -152,6 +155,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       await server?.close();
       await metricsServer?.close();
       await verifier?.close();
+      await idp.close();
       await store.close();
       logger.info({ event: EVENTS.daemonStopped }, 'stopped');
       logger.flush?.();

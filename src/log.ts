@@ -20,7 +20,7 @@ export const EVENTS = {
   leaseLost: 'lease.lost',
   leaseDistrusted: 'lease.distrusted',
   refreshTokenLost: 'token.refresh_token_lost',
-  grantNote: 'token.grant_note',
+  lifetimeDisagreement: 'token.lifetime_disagreement',
   storeRestored: 'store.restored',
   storeUnavailable: 'store.unavailable',
   storeAvailable: 'store.available',

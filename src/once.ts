@@ -2,6 +2,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/types.js';
 import { errorSummary, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
+import { createIdpRegistry } from './oauth/idp-registry.js';
 import { Registry } from 'prom-client';
 import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import { Refresher } from './refresh/refresher.js';
@@ -36,6 +37,7 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
   await store.init();
   // The outputs and notifications of the daemon, written before the run ends.
   const registry = new Registry();
+  const idp = createIdpRegistry({ concurrency: config.idpConcurrency, clock });
   const outputs: TokenOutputs[] = [];
   try {
     for (const tc of config.tokens) {
@@ -43,6 +45,7 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
     }
   } catch (err) {
     await Promise.all(outputs.map((o) => o.close()));
+    await idp.close();
     await store.close().catch(() => undefined);
     throw err;
   }
@@ -50,7 +53,7 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
     (tc, i) =>
       new Refresher({
         config: tc,
-        source: createTokenSource(tc, { clock }),
+        source: createTokenSource(tc, { clock, idp }),
         store,
         clock,
         random: opts.random ?? Math.random,

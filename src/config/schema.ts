@@ -19,6 +19,7 @@ import {
   DEFAULT_RECONCILE_CRON,
   TOKEN_NAME_EXPECTED,
   listen,
+  num,
   orList,
   parseListen,
   present,
@@ -93,6 +94,9 @@ export const configFileSchema = z
     metricsListen: listen.optional(),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     reconcile: cron.default(DEFAULT_RECONCILE_CRON),
+    // Max concurrent grants per IdP, shared by all tokens (src/oauth/limiter.ts).
+    // Absent: DEFAULT_IDP_CONCURRENCY (4), applied by createIdpRegistry.
+    idpConcurrency: num(z.number().int('expected a whole number from 1 to 64').min(1).max(64)).optional(),
     store: storeSchema.default(() => ({ type: 'memory' as const })),
     // Names are checked in checkConfig, so that a token with a bad name still gets its fields checked.
     tokens: z.record(z.string(), tokenSchema).optional(),
@@ -177,6 +181,7 @@ function toConfig(f: ConfigFile): Config {
     verify: f.verify === undefined ? undefined : { issuers: f.verify.issuers.map(toVerifyIssuer) },
     logLevel: f.logLevel,
     reconcileCron: f.reconcile,
+    ...(f.idpConcurrency !== undefined ? { idpConcurrency: f.idpConcurrency } : {}),
   };
 }
 

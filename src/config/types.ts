@@ -7,6 +7,8 @@ import type { NotifyConfig, OutputConfig } from './schema-output.js';
  */
 
 export type GrantType = 'client_credentials' | 'refresh_token';
+/** What a private_key_jwt client assertion names as its audience. */
+export type PrivateKeyAudience = 'token_endpoint' | 'issuer';
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 
 /** A secret that comes from a literal/env value or from a file that may change (Kubernetes Secret). */
@@ -39,6 +41,8 @@ export interface TokenConfig {
   readonly privateKeyId?: string | undefined;
   /** private_key_jwt signing alg; inferred from the key when absent. */
   readonly privateKeyAlg?: string | undefined;
+  /** private_key_jwt: the assertion's aud. Default 'token_endpoint'; 'issuer' for IdPs that want their issuer. */
+  readonly privateKeyAudience?: PrivateKeyAudience | undefined;
   readonly revokeOnShutdown: boolean;
   /** Lifetime assumed when the IdP gives neither expires_in nor a JWT exp. Default 300 000. */
   readonly defaultLifetimeMs: number;
@@ -106,6 +110,8 @@ export interface Config {
   readonly tokens: readonly TokenConfig[];
   readonly verify?: VerifyConfig | undefined;
   readonly logLevel: LogLevel;
+  /** Max concurrent grants per IdP (origin), shared by all tokens; createIdpRegistry's `concurrency`. Absent: 4. */
+  readonly idpConcurrency?: number | undefined;
   /** node-cron expression for the wall-clock reconcile. Default every 15 s: '*\/15 * * * * *'. */
   readonly reconcileCron: string;
 }

@@ -43,8 +43,8 @@ function want(ctx: AttemptContext): AdoptionWants {
 export interface Obtained {
   readonly token: AccessToken;
   readonly origin: 'grant' | 'adopted';
-  /** Notes from the source about the answer (e.g. a lifetime disagreement), for the log. */
-  readonly notes?: readonly string[] | undefined;
+  /** The answer's expires_in and its JWT's own lifetime disagreed (the shorter was believed), for the log. */
+  readonly lifetimeDisagreement?: GrantResult['lifetimeDisagreement'];
 }
 
 /** Dependencies of a Coordinator. Durations in ms. */
@@ -183,7 +183,7 @@ export class Coordinator {
       // on the lapsed lease; the new holder, seeing our intent, waits for it.
       this.keepPending(update, err);
     }
-    return { token, origin: 'grant', notes: result.notes };
+    return { token, origin: 'grant', lifetimeDisagreement: result.lifetimeDisagreement };
   }
 
   /** Runs the grant; an answer refused after the IdP rotated still gets its refresh token stored. */
@@ -230,7 +230,7 @@ export class Coordinator {
     }
     const token = this.stamp(result.token);
     this.keepPending({ access: token }, err);
-    return { token, origin: 'grant', notes: result.notes };
+    return { token, origin: 'grant', lifetimeDisagreement: result.lifetimeDisagreement };
   }
 
   /** The token as this process holds it: our grant key, and a monotonic deadline from its arrival. */

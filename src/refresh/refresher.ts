@@ -361,7 +361,13 @@ export class Refresher implements TokenHandle {
   }
 
   private onObtained(obtained: Obtained, startedAt: number): void {
-    for (const note of obtained.notes ?? []) this.d.logger.warn({ event: EVENTS.grantNote, note }, 'the IdP\'s answer needed an adjustment');
+    const lifetimes = obtained.lifetimeDisagreement;
+    if (lifetimes !== undefined) {
+      this.d.logger.warn(
+        { event: EVENTS.lifetimeDisagreement, expires_in_ms: lifetimes.expiresInMs, jwt_lifetime_ms: lifetimes.jwtLifetimeMs },
+        "the IdP's expires_in and the access token's own exp disagree; using the shorter",
+      );
+    }
     if (this.stopped) return;
     this.publish(obtained.token, obtained.origin);
     this.observe(obtained.origin === 'adopted' ? 'adopted' : 'success', startedAt);
