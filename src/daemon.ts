@@ -82,10 +82,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   logger.info({ event: EVENTS.listening, url }, 'endpoint listening');
   let metricsServer: MetricsServer | undefined;
   if (config.metricsListen) {
-    metricsServer = createMetricsServer(metrics);
+    metricsServer = createMetricsServer({ metrics, handles, logger });
     try {
       const metricsUrl = await metricsServer.listen(config.metricsListen);
-      logger.info({ event: EVENTS.listening, url: metricsUrl, only: '/metrics' }, 'metrics listening');
+      logger.info({ event: EVENTS.listening, url: metricsUrl, only: ['/healthz', '/readyz', '/metrics'] }, 'metrics and probes listening');
     } catch (err) {
       await server.close();
       await store.close().catch(() => undefined);
