@@ -3,8 +3,10 @@
 // what rendering the metrics costs over merely sending that many bytes. Runs against the BUILT
 // server (dist/), so `npm run build` first.
 //
-//   node bench/metrics.mjs                       # 15 rounds per size (~1 min)
+//   node bench/metrics.mjs                       # 15 rounds per size (~20 s)
 //   BENCH_ROUNDS=5 BENCH_SIZES=1,100,1000 node bench/metrics.mjs
+//
+// The last row is the largest size again with `metricsPerToken: false` (aggregates only).
 //
 // Each server runs in its own child process (a fresh one per size); this process is the scraper,
 // one request at a time over a keep-alive connection, as Prometheus scrapes. Within each round the
@@ -25,7 +27,7 @@ const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 // ---------------------------------------------------------------- servers (child processes)
 
-async function serveTokend(tokens) {
+async function serveTokend(tokens, perToken) {
   const { createTokenServer } = await import(pathToFileURL(path.join(dist, 'server', 'http.js')).href);
   const { Metrics } = await import(pathToFileURL(path.join(dist, 'server', 'metrics.js')).href);
   const { systemClock } = await import(pathToFileURL(path.join(dist, 'clock.js')).href);
@@ -45,7 +47,7 @@ async function serveTokend(tokens) {
     });
   }
   // As the daemon builds it: process metrics on, every token tracked.
-  const metrics = new Metrics({ clock: systemClock, handles });
+  const metrics = new Metrics({ clock: systemClock, handles, perToken });
   for (const name of handles.keys()) metrics.refreshFinished(name, 'success', 40 + (name.length % 7) * 10);
   const server = createTokenServer({ handles, metrics, clock: systemClock, logger: createLogger('warn', { write: () => undefined }) });
   const url = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 });
@@ -134,8 +136,8 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-async function measure(tokens) {
-  const tokend = await startServer('tokend', tokens);
+async function measure(tokens, perToken = true) {
+  const tokend = await startServer(perToken ? 'tokend' : 'tokend-aggregate', tokens);
   const first = await scrape(tokend);
   const baseline = await startServer('baseline', first.bytes);
   try {
@@ -158,7 +160,7 @@ async function measure(tokens) {
       ratios.push(t.ms.at(-1) / b.ms.at(-1));
     }
     return {
-      tokens,
+      tokens: perToken ? String(tokens) : `${tokens} agg`,
       bytes: median(t.bytes),
       lines: first.lines,
       tokend_ms: median(t.ms),
@@ -180,25 +182,27 @@ async function main() {
   console.log(`GET /metrics: ${ROUNDS} rounds per size (median), one scrape at a time, node ${process.version}`);
   const pad = (s, n) => String(s).padStart(n);
   console.log(
-    `${pad('tokens', 7)}${pad('bytes', 12)}${pad('lines', 9)}${pad('tokend ms', 11)}${pad('bare ms', 9)}${pad('ratio', 8)}${pad('tokend CPU ms', 15)}${pad('bare CPU ms', 13)}`,
+    `${pad('tokens', 10)}${pad('bytes', 12)}${pad('lines', 9)}${pad('tokend ms', 11)}${pad('bare ms', 9)}${pad('ratio', 8)}${pad('tokend CPU ms', 15)}${pad('bare CPU ms', 13)}`,
   );
   const results = [];
-  for (const n of SIZES) {
-    const r = await measure(n);
+  const runs = [...SIZES.map((n) => [n, true]), [Math.max(...SIZES), false]];
+  for (const [n, perToken] of runs) {
+    const r = await measure(n, perToken);
     results.push(r);
     console.log(
-      `${pad(r.tokens, 7)}${pad(r.bytes, 12)}${pad(r.lines, 9)}${pad(r.tokend_ms.toFixed(2), 11)}${pad(r.baseline_ms.toFixed(2), 9)}` +
+      `${pad(r.tokens, 10)}${pad(r.bytes, 12)}${pad(r.lines, 9)}${pad(r.tokend_ms.toFixed(2), 11)}${pad(r.baseline_ms.toFixed(2), 9)}` +
         `${pad(r.ratio.toFixed(2), 8)}${pad(r.tokend_cpu_ms.toFixed(2), 15)}${pad(r.baseline_cpu_ms.toFixed(2), 13)}`,
     );
   }
-  console.log('ratio: median over rounds of tokend time / bare time measured back to back; CPU: server process, per scrape');
+  console.log('agg: metricsPerToken: false. ratio: median over rounds of tokend time / bare time measured back to back; CPU: server process, per scrape');
   console.log(JSON.stringify({ bench: 'metrics', results: results.map((r) => ({ ...r, tokend_ms: +r.tokend_ms.toFixed(3), baseline_ms: +r.baseline_ms.toFixed(3), ratio: +r.ratio.toFixed(3) })) }));
 }
 
 // Dispatch last: the helpers above are `const`s, initialised only once the module body has run.
 if (process.argv[2] === '--serve') {
   const arg = Number(process.argv[4]);
-  const port = process.argv[3] === 'baseline' ? await serveBaseline(arg) : await serveTokend(arg);
+  const kind = process.argv[3];
+  const port = kind === 'baseline' ? await serveBaseline(arg) : await serveTokend(arg, kind === 'tokend');
   process.stdout.write(`${JSON.stringify({ port })}\n`);
   // Each line on stdin asks for this process's CPU time so far; stdin closing ends the process.
   process.stdin.setEncoding('utf8');
