@@ -2,7 +2,7 @@ import cron from 'node-cron';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
-import { createLogger, EVENTS, type Logger } from './log.js';
+import { AsyncLogDestination, createLogger, droppedLogLines, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
 import { Refresher } from './refresh/refresher.js';
 import type { TokenHandle } from './refresh/handle.js';
@@ -39,12 +39,18 @@ export interface Daemon {
 export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promise<Daemon> {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
-  const logger = deps.logger ?? createLogger(config.logLevel, deps.logDestination);
+  // stdout by default, written asynchronously: a log reader that stalls must not stall tokend.
+  const logDestination = deps.logDestination ?? (deps.logger ? undefined : new AsyncLogDestination());
+  const logger = deps.logger ?? createLogger(config.logLevel, logDestination);
 
   const store = await createStore(config.store, logger);
   await store.init();
 
-  const metrics = new Metrics({ clock });
+  const metrics = new Metrics({
+    clock,
+    perToken: config.metricsPerToken,
+    droppedLogLines: () => droppedLogLines(logDestination),
+  });
   const refreshers: Refresher[] = [];
   const handles = new Map<string, TokenHandle>();
   for (const tc of config.tokens) {
@@ -71,6 +77,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     clock,
     logger,
     verifier: verifier ? (bearer, signal) => verifier.verify(bearer, signal) : undefined,
+    allowedHosts: config.allowedHosts,
   });
   let url: string;
   try {
