@@ -30,33 +30,48 @@ export function json(status: number, value: unknown, extra?: http.OutgoingHttpHe
 /** Largest `min_ttl` a client may ask for, in seconds (one day). */
 export const MAX_MIN_TTL_S = 86_400;
 
+/** 403: a /v1/ request without `Tokend-Request: 1`. */
 export const R_NO_HEADER = json(403, { error: 'forbidden', message: 'missing Tokend-Request: 1 header' });
+/** 403: a /v1/ request relayed by a proxy. */
 export const R_FORWARDED = json(403, {
   error: 'forbidden',
   message: 'proxied requests (X-Forwarded-For or Forwarded header) are refused',
 });
+/** 400: more than one Host header (RFC 9112 §3.2). */
 export const R_TWO_HOSTS = json(400, { error: 'invalid_request', message: 'more than one Host header' });
+/** 404: a token name that is not configured (never echoed). */
 export const R_UNKNOWN_TOKEN = json(404, { error: 'unknown_token' });
+/** 404: any other path. */
 export const R_NOT_FOUND = json(404, { error: 'not_found' });
+/** 404: /v1/verify without a verify section. */
 export const R_NO_VERIFIER = json(404, { error: 'not_found', message: 'token verification is not configured' });
+/** 405 for routes that take GET and HEAD. */
 export const R_GET_ONLY = json(405, { error: 'method_not_allowed' }, ['Allow', 'GET, HEAD']);
+/** 405 for /v1/verify. */
 export const R_POST_ONLY = json(405, { error: 'method_not_allowed' }, ['Allow', 'POST']);
+/** 400: a min_ttl that is not an integer from 0 to MAX_MIN_TTL_S, or given twice. */
 export const R_BAD_MIN_TTL = json(400, {
   error: 'invalid_request',
   message: `min_ttl must be an integer number of seconds from 0 to ${MAX_MIN_TTL_S}, given once`,
 });
+/** 400: /v1/verify without `Authorization: Bearer`. */
 export const R_NO_BEARER = json(
   400,
   { error: 'invalid_request', message: 'missing Authorization: Bearer header' },
   ['WWW-Authenticate', 'Bearer realm="tokend"'],
 );
+/** 414: a request target over the URL limit. */
 export const R_URI_TOO_LONG = json(414, { error: 'uri_too_long' });
+/** 200 `ok`: /healthz. */
 export const R_HEALTHY = fixed(200, CT_TEXT, 'ok\n');
+/** 200: /readyz when every token is ready. */
 export const R_READY = json(200, { ready: true });
+/** 503: verification threw (logged) or timed out. */
 export const R_VERIFY_FAILED = json(503, {
   error: 'temporarily_unavailable',
   message: 'token verification could not be completed',
 });
+/** 500: a handler threw (logged). */
 export const R_INTERNAL = json(500, { error: 'internal_error' });
 
 /**
@@ -86,6 +101,7 @@ function rawResponse(status: number, statusText: string, error: string): Buffer 
       `Cache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
+/** Raw answers written straight to the socket (Connection: close) for parser errors and silent connections. */
 export const RAW_414 = rawResponse(414, 'URI Too Long', 'uri_too_long');
 export const RAW_431 = rawResponse(431, 'Request Header Fields Too Large', 'request_header_fields_too_large');
 export const RAW_408 = rawResponse(408, 'Request Timeout', 'request_timeout');
