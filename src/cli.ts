@@ -88,7 +88,10 @@ async function runDaemon(opts: ConfigOpts): Promise<number> {
     // cut: the IdP may have rotated), revocations on shutdown (two calls), each within `timeout`.
     setTimeout(() => {
       process.stderr.write('tokend: shutdown took too long; exiting\n');
-      process.exit(EXIT.failure);
+      // What stdout can still take in a moment, then out.
+      void import('./log.js')
+        .then(({ flushStdout }) => flushStdout(500))
+        .finally(() => process.exit(EXIT.failure));
     }, shutdownBoundMs(config)).unref();
     onStop?.();
   };

@@ -141,7 +141,12 @@ export function normalizeHostName(host: string): string | undefined {
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
   if (h.endsWith('.')) h = h.slice(0, -1);
   if (isIPv6(h)) {
-    const canon = new URL(`http://[${h}]/`).hostname.slice(1, -1);
+    let canon: string;
+    try {
+      canon = new URL(`http://[${h}]/`).hostname.slice(1, -1);
+    } catch {
+      return undefined; // e.g. a zone id (fe80::1%eth0): never in a Host header
+    }
     // ::ffff:10.0.0.1 is how a dual-stack socket reports an IPv4 client's address.
     const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canon);
     if (mapped === null) return canon;

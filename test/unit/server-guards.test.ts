@@ -126,6 +126,12 @@ describe('Host on /v1/ (DNS rebinding)', () => {
     }
   });
 
+  it('refuses, without failing, addresses no Host can carry (an IPv6 zone id)', () => {
+    const policy = createHostPolicy(['fe80::1%eth0', 'tokend.internal']);
+    expect(hostAllowed(policy, '[fe80::1%eth0]:8477', {})).toBe(false);
+    expect(hostAllowed(policy, 'tokend.internal', {})).toBe(true);
+  });
+
   it('accepts its own listen address when listening on a non-loopback one (allowRemote)', () => {
     const named = createHostPolicy();
     adaptHostPolicy(named, { kind: 'tcp', host: '10.0.0.5' });
