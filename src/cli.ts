@@ -15,6 +15,7 @@ const VERSION = readVersion();
 interface ConfigOpts {
   config?: string;
   listen?: string;
+  metricsListen?: string;
   logLevel?: string;
 }
 
@@ -44,8 +45,9 @@ function report(err: unknown): void {
 async function loadConfig(opts: ConfigOpts): Promise<Config> {
   const path = opts.config ?? process.env.TOKEND_CONFIG;
   if (!path) throw new ConfigError(['--config: required (or set TOKEND_CONFIG)']);
-  const overrides: { listen?: string; logLevel?: string } = {};
+  const overrides: { listen?: string; metricsListen?: string; logLevel?: string } = {};
   if (opts.listen !== undefined) overrides.listen = opts.listen;
+  if (opts.metricsListen !== undefined) overrides.metricsListen = opts.metricsListen;
   if (opts.logLevel !== undefined) overrides.logLevel = opts.logLevel;
   const { loadConfigFile } = await import('./config/load.js');
   const { checkSecretFiles } = await import('./config/secrets.js');
@@ -55,7 +57,29 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
   return config;
 }
 
+/**
+ * Writes a failure of `run` as one JSON log line on stdout too (level, `event: daemon.failed`,
+ * `error: {type, code, message}`), so that log pipelines (`kubectl logs | jq`) see why tokend
+ * stopped; stderr keeps its plain message. Never a secret: errors carry none in their messages.
+ */
+async function logRunFailure(level: 'fatal' | 'error', err: unknown, msg: string): Promise<void> {
+  const { createLogger, EVENTS, serializeError } = await import('./log.js');
+  const error = serializeError(err);
+  if (err instanceof ConfigError) error.problems = err.problems;
+  createLogger('info', { write: (line: string) => void process.stdout.write(line) })[level]({ event: EVENTS.daemonFailed, error }, msg);
+}
+
 async function cmdRun(opts: RunOpts): Promise<number> {
+  try {
+    return await runDaemon(opts);
+  } catch (err) {
+    await logRunFailure('fatal', err, 'tokend could not start');
+    throw err;
+  }
+}
+
+/** Starts the daemon; resolves with the exit code once a signal has stopped it. Throws when it cannot start. */
+async function runDaemon(opts: RunOpts): Promise<number> {
   const config = await loadConfig(opts);
   if (opts.once) return cmdRunOnce(config, opts);
   // Signal handlers go in before start-up, so a SIGTERM during the first grants still stops cleanly.
@@ -70,7 +94,10 @@ async function cmdRun(opts: RunOpts): Promise<number> {
     // cut: the IdP may have rotated), revocations on shutdown (two calls), each within `timeout`.
     setTimeout(() => {
       process.stderr.write('tokend: shutdown took too long; exiting\n');
-      process.exit(EXIT.failure);
+      // What stdout can still take in a moment, then out.
+      void import('./log.js')
+        .then(({ flushStdout }) => flushStdout(500))
+        .finally(() => process.exit(EXIT.failure));
     }, shutdownBoundMs(config)).unref();
     onStop?.();
   };
@@ -87,7 +114,8 @@ async function cmdRun(opts: RunOpts): Promise<number> {
       daemon.logger.info({ signal: signalled }, 'signal received');
       daemon.stop().then(
         () => resolve(EXIT.ok),
-        (err: unknown) => {
+        async (err: unknown) => {
+          await logRunFailure('error', err, 'tokend did not stop cleanly');
           report(err);
           resolve(EXIT.failure);
         },
@@ -223,6 +251,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     cmd
       .option('-c, --config <file>', 'configuration file (YAML or JSON); default $TOKEND_CONFIG')
       .option('--listen <addr>', 'override listen (host:port or unix:/path)')
+      .option('--metrics-listen <addr>', 'override metricsListen: /healthz, /readyz and /metrics for probes and scrapes (host:port or unix:/path)')
       .option('--log-level <level>', 'override logLevel (fatal|error|warn|info|debug|trace)');
 
   program
@@ -297,8 +326,13 @@ async function main(): Promise<void> {
     }
   }
   process.exitCode = code;
-  // A clean `run` stop must not wait for stray handles (keep-alive sockets, Redis reconnects).
-  if (process.argv[2] === 'run' || process.argv[2] === 'check') setImmediate(() => process.exit(code));
+  // A clean `run` stop must not wait for stray handles (keep-alive sockets, Redis reconnects), but
+  // lets stdout take the last log lines first, for a bounded time (logs are written asynchronously).
+  if (process.argv[2] === 'run' || process.argv[2] === 'check') {
+    const { flushStdout } = await import('./log.js');
+    await flushStdout(1_000);
+    process.exit(code);
+  }
 }
 
 void main();

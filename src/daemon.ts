@@ -2,7 +2,7 @@ import cron from 'node-cron';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
-import { createLogger, errorSummary, EVENTS, type Logger } from './log.js';
+import { AsyncLogDestination, createLogger, droppedLogLines, errorSummary, EVENTS, type Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
 import { createIdpRegistry } from './oauth/idp-registry.js';
 import { credentialFiles } from './refresh/credentials.js';
@@ -53,12 +53,18 @@ export interface Daemon {
 export async function startDaemon(config: Config, opts: DaemonOptions = {}): Promise<Daemon> {
   const clock = opts.clock ?? systemClock;
   const random = opts.random ?? Math.random;
-  const logger = opts.logger ?? createLogger(config.logLevel, opts.logDestination);
+  // stdout by default, written asynchronously: a log reader that stalls must not stall tokend.
+  const logDestination = opts.logDestination ?? (opts.logger ? undefined : new AsyncLogDestination());
+  const logger = opts.logger ?? createLogger(config.logLevel, logDestination);
 
   const store = opts.store ?? (await createStore(config.store, logger));
   await store.init();
 
-  const metrics = new Metrics({ clock });
+  const metrics = new Metrics({
+    clock,
+    perToken: config.metricsPerToken,
+    droppedLogLines: () => droppedLogLines(logDestination),
+  });
   // One discovery, connection pool and grant limiter per IdP, shared by every token.
   const idp = createIdpRegistry({ concurrency: config.idpConcurrency, clock });
   // Output files and change notifications, checked before anything is obtained (a missing
@@ -101,13 +107,20 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       verifier = createVerifier(config.verify, { clock, logger: logger.child({ component: 'verify' }) });
     }
     const v = verifier;
-    server = createTokenServer({ handles, metrics, clock, logger, verifier: v ? (bearer, signal) => v.verify(bearer, signal) : undefined });
+    server = createTokenServer({
+      handles,
+      metrics,
+      clock,
+      logger,
+      verifier: v ? (bearer, signal) => v.verify(bearer, signal) : undefined,
+      allowedHosts: config.allowedHosts,
+    });
     url = await server.listen(config.listen);
     logger.info({ event: EVENTS.listening, url }, 'endpoint listening');
     if (config.metricsListen) {
-      metricsServer = createMetricsServer(metrics);
+      metricsServer = createMetricsServer({ metrics, handles, logger });
       metricsUrl = await metricsServer.listen(config.metricsListen);
-      logger.info({ event: EVENTS.listening, url: metricsUrl, only: '/metrics' }, 'metrics listening');
+      logger.info({ event: EVENTS.listening, url: metricsUrl, only: ['/healthz', '/readyz', '/metrics'] }, 'metrics and probes listening');
     }
   } catch (err) {
     await server?.close();

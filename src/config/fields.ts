@@ -282,6 +282,12 @@ export const cron = z.string().superRefine((s, ctx) => {
 
 export const hostPort = z.strictObject({ host: nonEmpty, port });
 
+/** A host name or IP address (IPv6 with or without brackets), without scheme or port: an `allowedHosts` entry. */
+export const hostName = z.string().superRefine((s, ctx) => {
+  const bare = s.startsWith('[') && s.endsWith(']') ? s.slice(1, -1) : s;
+  if (!isIPv4(bare) && !isIPv6(bare) && !HOSTNAME_RE.test(s)) report(ctx, [], 'expected a host name or IP address, without scheme or port');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Relations between fields.
 

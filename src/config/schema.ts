@@ -16,6 +16,7 @@ import {
   bool,
   cron,
   DEFAULT_LISTEN,
+  hostName,
   DEFAULT_RECONCILE_CRON,
   TOKEN_NAME_EXPECTED,
   listen,
@@ -92,6 +93,10 @@ export const configFileSchema = z
     allowRemote: bool.default(false),
     // A metrics-only listener serves no token, so it may bind a pod address without allowRemote.
     metricsListen: listen.optional(),
+    // Host names /v1/ accepts besides loopback ones (DNS-rebinding defence; see docs/endpoint.md).
+    allowedHosts: z.array(hostName).optional(),
+    // false: aggregate token metrics only, for very large configurations.
+    metricsPerToken: bool.optional(),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     reconcile: cron.default(DEFAULT_RECONCILE_CRON),
     // Max concurrent grants per IdP, shared by all tokens (src/oauth/limiter.ts).
@@ -176,6 +181,9 @@ function toConfig(f: ConfigFile): Config {
     listen: f.listen,
     allowRemote: f.allowRemote,
     metricsListen: f.metricsListen,
+    // Only when given, so that configurations without them resolve exactly as before.
+    ...(f.allowedHosts !== undefined && { allowedHosts: f.allowedHosts }),
+    ...(f.metricsPerToken !== undefined && { metricsPerToken: f.metricsPerToken }),
     store: toStore(f.store),
     tokens: Object.entries(f.tokens ?? {}).map(([name, t]) => toToken(name, t)),
     verify: f.verify === undefined ? undefined : { issuers: f.verify.issuers.map(toVerifyIssuer) },

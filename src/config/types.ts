@@ -104,8 +104,12 @@ export interface VerifyConfig {
 export interface Config {
   readonly listen: ListenAddress;
   readonly allowRemote: boolean;
-  /** Optional metrics-only listener (GET /metrics, no header needed) for Prometheus to scrape from outside the pod. */
+  /** Optional listener for probes and scrapes from outside the pod (GET /healthz, /readyz, /metrics; never a token). */
   readonly metricsListen?: ListenAddress | undefined;
+  /** Host names and addresses `/v1/` accepts in the Host header besides loopback ones. Default none. */
+  readonly allowedHosts?: readonly string[] | undefined;
+  /** Per-token metric series; false keeps only aggregates (very large configurations). Default true. */
+  readonly metricsPerToken?: boolean | undefined;
   readonly store: StoreConfig;
   readonly tokens: readonly TokenConfig[];
   readonly verify?: VerifyConfig | undefined;
