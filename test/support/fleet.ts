@@ -21,7 +21,8 @@ export interface Fleet {
   ttlSec: number;
   replicas: Replica[];
   seedFile: string;
-  startReplica(): Promise<Replica>;
+  /** Starts one more replica; with redisUrl, it reaches Redis there (a fault proxy) instead. */
+  startReplica(redisUrl?: string): Promise<Replica>;
   live(): Replica[];
   /** refresh_token grants the IdP has served. */
   grants(): number;
@@ -38,7 +39,7 @@ export interface Fleet {
 
 // The safety margin of a 12 s token (3 s) holds the unusable last second, a dead leader's 1 s
 // lease and a grant, with a second to spare on a loaded machine.
-export async function startFleet(opts: { replicas?: number; ttlSec?: number; prefix?: string } = {}): Promise<Fleet> {
+export async function startFleet(opts: { replicas?: number; ttlSec?: number; prefix?: string; lease?: string } = {}): Promise<Fleet> {
   const ttlSec = opts.ttlSec ?? 12;
   const prefix = opts.prefix ?? 'fleet:';
   const w = await startWorld({ accessTokenTtlSec: ttlSec });
@@ -46,12 +47,14 @@ export async function startFleet(opts: { replicas?: number; ttlSec?: number; pre
   const seed = await w.idp.mintRefreshToken('rt-client', 'openid offline_access');
   const seedFile = w.file('seed', seed + '\n');
   const secret = w.file('rt-secret', 'rt-secret-value-9a8b\n');
-  const configPath = (
-    await w.config(
-      [{ name: 'shared', clientId: 'rt-client', secretFile: secret, grant: 'refresh_token', refreshTokenFile: seedFile, clientAuth: 'client_secret_post' }],
-      { store: `store:\n  type: redis\n  url: ${redis.url}\n  prefix: "${prefix}"\n  lease: 1s\n`, top: 'logLevel: debug' },
-    )
-  ).path;
+  const configFor = async (url: string): Promise<string> =>
+    (
+      await w.config(
+        [{ name: 'shared', clientId: 'rt-client', secretFile: secret, grant: 'refresh_token', refreshTokenFile: seedFile, clientAuth: 'client_secret_post' }],
+        { store: `store:\n  type: redis\n  url: ${url}\n  prefix: "${prefix}"\n  lease: ${opts.lease ?? '1s'}\n`, top: 'logLevel: debug' },
+      )
+    ).path;
+  const configPath = await configFor(redis.url);
   const replicas: Replica[] = [];
   const fleet: Fleet = {
     w,
@@ -60,9 +63,10 @@ export async function startFleet(opts: { replicas?: number; ttlSec?: number; pre
     ttlSec,
     replicas,
     seedFile,
-    async startReplica() {
+    async startReplica(redisUrl) {
       const port = await freePort();
-      const proc = new TokendProcess(['run', '--config', configPath, '--listen', `127.0.0.1:${port}`]);
+      const path = redisUrl === undefined ? configPath : await configFor(redisUrl);
+      const proc = new TokendProcess(['run', '--config', path, '--listen', `127.0.0.1:${port}`]);
       const r = { proc, url: `http://127.0.0.1:${port}` };
       replicas.push(r);
       return r;
