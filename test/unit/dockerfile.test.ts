@@ -3,7 +3,7 @@
  * user; the command the image runs exists in the built CLI; every file the build copies exists
  * and is in the build context.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

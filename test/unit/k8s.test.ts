@@ -229,7 +229,8 @@ describe.each(VARIANTS)('k8s %s', (variant) => {
       const env = Object.fromEntries((app.env as Obj[]).map((e) => [e.name, e.value]));
       expect(script).toContain('redis-cli');
       expect(script).toContain('"$TOKEN_KEY"');
-      expect(names.map((n) => `${config.store.type === 'redis' ? (config.store as { prefix: string }).prefix : ''}${n}`)).toContain(env.TOKEN_KEY);
+      const prefix = (config.store as Extract<Config['store'], { type: 'redis' }>).prefix;
+      expect(names.map((n) => `${prefix}${n}`)).toContain(env.TOKEN_KEY);
       expect(script).not.toContain('/v1/token/');
       return;
     }
