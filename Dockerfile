@@ -7,13 +7,19 @@
 #
 # The runtime image is distroless: no shell, no package manager, node as PID 1, UID 65532.
 # The endpoint listens on 127.0.0.1:8477 by default (loopback: reachable from containers in the
-# same pod only), so nothing is EXPOSEd. See the README, "Deploying on Kubernetes".
+# same pod only), so nothing is EXPOSEd. See docs/kubernetes.md.
 
-# Build and runtime must agree on the Node major (24, the current LTS): the compiled output and
-# the production node_modules are copied across stages.
+# Build and runtime must agree on the Node major (24, the current LTS, which CI also tests on:
+# .ci/run): the compiled output and the production node_modules are copied across stages.
+#
+# Multi-arch (docker buildx --platform linux/amd64,linux/arm64, .github/workflows/release.yml):
+# the two build stages run on the build machine's own platform ($BUILDPLATFORM), since what they
+# produce is the same on every platform (JavaScript, and dependencies without native code: install
+# scripts are refused and the unit test checks for addons). Only the runtime stage is per
+# platform, and it runs nothing, so no emulation is needed.
 
 # ---- production dependencies only (their own stage, so a source change does not re-run it) ----
-FROM node:24-bookworm-slim AS deps
+FROM --platform=$BUILDPLATFORM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # No dependency needs an install script; refusing them keeps the build reproducible and safe.
@@ -21,7 +27,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
 # ---- compile TypeScript with the dev dependencies ----
-FROM node:24-bookworm-slim AS build
+FROM --platform=$BUILDPLATFORM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund

