@@ -91,7 +91,11 @@ describe.each(GRANT_SERVERS)('grants against $name', (kind) => {
     expect(token.tokenType).toBe('Bearer');
     expect(token.scope).toBe('api:read');
     expect(token.obtainedAt).toBe(Date.UTC(2030, 0, 1));
-    expect(token.expiresAt).toBe(Date.UTC(2030, 0, 1) + 30_000);
+    // expires_in is whole seconds: node-oauth2-server rounds its remaining time down, so a slow
+    // answer can say 29 where oidc-provider says 30.
+    expect(token.expiresAt - Date.UTC(2030, 0, 1)).toBeGreaterThanOrEqual(29_000);
+    expect(token.expiresAt - Date.UTC(2030, 0, 1)).toBeLessThanOrEqual(30_000);
+    expect(token.expiresAt % 1_000).toBe(0);
     expect(refreshToken).toBeUndefined();
   });
 

@@ -19,16 +19,20 @@ describe('replicas sharing Redis: the lease holder dies mid-grant', () => {
   });
 
   it('never presents the dead holder\'s refresh token, reports it at error level, and recovers with a new seed', async () => {
-    const before = new Map(f.live().map((r) => [r, r.proc.events('lease.acquired').length]));
+    // Hold the token endpoint: the next grant hangs there, its lease held and its intent recorded.
     await f.w.proxy.setMode('hang', /^\/token$/);
+    const held = f.w.proxy.count(/^\/token$/);
     let leader: Replica | undefined;
-    const presentedBefore = f.grants() + (f.w.idp.stats().errors.invalid_grant ?? 0);
     try {
-      leader = await until(() => f.live().find((r) => r.proc.events('lease.acquired').length > (before.get(r) ?? 0)), 'a replica taking the lease', 15_000, 20);
+      await until(() => f.w.proxy.count(/^\/token$/) > held, 'a grant hanging at the IdP', 20_000, 20);
+      // The hanging grant's replica is the one that took the lease last.
+      const lastLease = (r: Replica): string => String(r.proc.events('lease.acquired').at(-1)?.time ?? '');
+      leader = f.live().reduce((a, b) => (lastLease(b) > lastLease(a) ? b : a));
       await leader.proc.kill9();
     } finally {
       await f.w.proxy.setMode('pass');
     }
+    const presentedBefore = f.grants() + f.invalidGrants();
     expect(f.live()).toHaveLength(3);
 
     // The survivors wait for the dead holder's write-back, then give up on that refresh token.

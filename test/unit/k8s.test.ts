@@ -368,8 +368,12 @@ describe.each(['overlays/file', 'file + legacy-sidecar component'] as const)('k8
     const { config } = configs.get(variant)!;
     expect(config.store.type).toBe('file');
     const store = config.store as Extract<Config['store'], { type: 'file' }>;
-    const tokendMount = (tokendContainer(pod).volumeMounts as Obj[]).find((m) => m.mountPath === store.dir);
-    const appMount = (appContainer(pod).volumeMounts as Obj[]).find((m) => m.mountPath === store.dir);
+    // The token directory is one tokend creates inside the shared volume: the volume's root is
+    // kubelet's and world-writable, which the file store refuses.
+    const holds = (m: Obj): boolean => store.dir.startsWith(`${m.mountPath}/`);
+    const tokendMount = (tokendContainer(pod).volumeMounts as Obj[]).find(holds);
+    const appMount = (appContainer(pod).volumeMounts as Obj[]).find(holds);
+    expect(tokendMount).toBeDefined();
     expect(tokendMount?.readOnly ?? false).toBe(false);
     expect(appMount?.readOnly).toBe(true);
     expect(appMount?.name).toBe(tokendMount?.name);
