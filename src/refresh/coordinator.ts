@@ -163,7 +163,7 @@ export class Coordinator {
       if (pick.rt !== undefined && this.inDoubt(state, pick.rt)) throw this.reportInDoubt(state);
     }
     if (pick.seedWon) log.info({ event: EVENTS.seedChanged }, 'refresh-token seed changed: using the new seed');
-    if (pick.rt !== undefined) await store.recordIntent(lease, sha256Hex(pick.rt));
+    if (pick.rt !== undefined) await this.recordIntent(lease, pick.rt);
     const result = await this.grant(lease, pick);
     chain.rotated(pick.rt, result.refreshToken, pick.seedHash);
     const token = this.stamp(result.token);
@@ -184,6 +184,25 @@ export class Coordinator {
       this.keepPending(update, err);
     }
     return { token, origin: 'grant', lifetimeDisagreement: result.lifetimeDisagreement };
+  }
+
+  /**
+   * No refresh_token grant unless the store can take what follows it: the intent is the proof
+   * (a full disk, a Redis that does not answer, refuse it). Said at error level: until the store
+   * accepts writes again, the token is not refreshed.
+   */
+  private async recordIntent(lease: Lease, rt: string): Promise<void> {
+    try {
+      await this.d.store.recordIntent(lease, sha256Hex(rt));
+    } catch (err) {
+      if (hasCode(err, 'STORE_UNAVAILABLE')) {
+        this.d.log.error(
+          { event: EVENTS.storeFailed, error: errorSummary(err), what: 'intent' },
+          'the store cannot be written; not presenting the refresh token until it can (the rotated one could not be saved)',
+        );
+      }
+      throw err;
+    }
   }
 
   /** Runs the grant; an answer refused after the IdP rotated still gets its refresh token stored. */

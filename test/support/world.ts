@@ -37,7 +37,7 @@ export const CLIENTS: DevClient[] = [
   { clientId: 'rt-client', clientSecret: 'rt-secret-value-9a8b', tokenEndpointAuthMethod: 'client_secret_post', scope: 'openid offline_access' },
 ];
 
-export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: boolean; clients?: DevClient[] } = {}): Promise<World> {
+export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: boolean; clients?: DevClient[]; jwtAccessTokenAudience?: string } = {}): Promise<World> {
   const proxy = await startFaultProxy();
   const idp = await startDevIdp({
     issuer: proxy.url,
@@ -45,6 +45,7 @@ export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: bo
     refreshTokenTtlSec: 3600,
     rotateRefreshTokens: opts.rotate ?? true,
     clients: [...CLIENTS, ...(opts.clients ?? [])],
+    ...(opts.jwtAccessTokenAudience ? { jwtAccessTokenAudience: opts.jwtAccessTokenAudience } : {}),
   });
   proxy.setTarget(idp.url);
   const s = scratch();
