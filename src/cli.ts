@@ -139,7 +139,7 @@ async function cmdRunOnce(config: Config, opts: RunOpts): Promise<number> {
   const logger = createLogger(config.logLevel);
   const result = await runOnce(config, { logger, timeoutMs });
   if (result.failed.length === 0) return EXIT.ok;
-  for (const f of result.failed) process.stderr.write(`tokend: ${f.name}: no token (${f.reason})\n`);
+  for (const f of result.failed) process.stderr.write(`tokend: ${f.name}: no token (${f.reason})${f.lastError ? `: ${f.lastError}` : ''}\n`);
   return EXIT.failure;
 }
 

@@ -5,6 +5,7 @@ import { createTokenSource } from './oauth/grants.js';
 import { createIdpRegistry } from './oauth/idp-registry.js';
 import { Registry } from 'prom-client';
 import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
+import type { TokenStatus } from './refresh/handle.js';
 import { Refresher } from './refresh/refresher.js';
 import { createStore } from './store/create.js';
 import type { TokenStore } from './store/store.js';
@@ -22,7 +23,7 @@ export interface OnceOptions {
 /** What a one-shot run achieved. */
 export interface OnceResult {
   readonly ready: readonly string[];
-  readonly failed: ReadonlyArray<{ readonly name: string; readonly reason: string }>;
+  readonly failed: ReadonlyArray<{ readonly name: string; readonly reason: string; readonly lastError?: string | undefined }>;
 }
 
 /**
@@ -61,20 +62,25 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
         listeners: outputs[i]?.listeners,
       }),
   );
+  // tokend's timers do not hold the process open (a daemon exits on its signal): a one-shot run
+  // must stay alive until it is done, retries included.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  let statuses: TokenStatus[] = [];
   try {
     await Promise.all(refreshers.map((r) => r.start()));
     await Promise.all(refreshers.map((r) => untilSettled(r, clock, opts.timeoutMs)));
+    statuses = refreshers.map((r) => r.status());
   } finally {
+    clearInterval(keepAlive);
     await Promise.all(refreshers.map((r) => r.stop()));
     await Promise.all(outputs.map((o) => o.close()));
     await store.close().catch((err: unknown) => opts.logger.warn({ error: errorSummary(err) }, 'closing the store failed'));
   }
   const ready: string[] = [];
-  const failed: Array<{ name: string; reason: string }> = [];
-  for (const r of refreshers) {
-    const s = r.status();
-    if (s.ready) ready.push(r.name);
-    else failed.push({ name: r.name, reason: s.reason ?? 'not ready' });
+  const failed: Array<{ name: string; reason: string; lastError?: string | undefined }> = [];
+  for (const s of statuses) {
+    if (s.ready) ready.push(s.name);
+    else failed.push({ name: s.name, reason: s.reason ?? 'not ready', lastError: s.lastError });
   }
   opts.logger.info({ event: EVENTS.daemonStopped, ready, failed: failed.map((f) => f.name) }, 'one-shot run finished');
   return { ready, failed };

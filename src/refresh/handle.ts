@@ -7,6 +7,8 @@ export interface TokenStatus {
   /** Why not ready (no secret values): e.g. 'permanent failure: invalid_grant', 'expired', 'not yet acquired'. */
   readonly reason?: string | undefined;
   readonly expiresAt?: number | undefined;
+  /** The last failed attempt's message (tokend's own, never a secret), until an attempt succeeds. */
+  readonly lastError?: string | undefined;
 }
 
 /**

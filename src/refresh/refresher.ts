@@ -90,6 +90,8 @@ export class Refresher implements TokenHandle {
   private lastForcedAt = Number.NEGATIVE_INFINITY;
   private attemptStartedAt = 0;
   private permanent: PermanentFailure | undefined;
+  /** The last failed attempt's message, until one succeeds. */
+  private lastError: string | undefined;
   private started = false;
   /** Set while start() reads the stored state: callers wait for it rather than grant. */
   private loading: Promise<boolean> | undefined;
@@ -312,7 +314,7 @@ export class Refresher implements TokenHandle {
     if (this.revoked) reason = 'revoked';
     else if (this.token !== undefined) reason = 'expired';
     else if (this.stopped) reason = 'stopped';
-    return { name: this.name, ready: false, reason };
+    return { name: this.name, ready: false, reason, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
   }
 
   /** ms until the next scheduled attempt, at least 1 000; the backoff maximum when nothing is scheduled. */
@@ -353,6 +355,7 @@ export class Refresher implements TokenHandle {
       this.backoff.reset();
       this.notBefore = Number.NEGATIVE_INFINITY;
       this.permanent = undefined;
+      this.lastError = undefined;
       this.onObtained(obtained, startedAt);
     } catch (err) {
       if (this.stopped) return;
@@ -376,6 +379,7 @@ export class Refresher implements TokenHandle {
   }
 
   private onFailure(err: unknown, startedAt: number, creds: Credentials | undefined): void {
+    this.lastError = err instanceof TokendError ? err.message : 'unexpected error';
     const permanent = permanentReason(err);
     if (permanent !== undefined) {
       this.permanent = { reason: permanent, fingerprint: creds?.fingerprint ?? '' };

@@ -69,7 +69,7 @@ export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: bo
         if (t.clientAuth) lines.push(`    clientAuth: ${t.clientAuth}`);
         if (t.scope) lines.push(`    scope: "${t.scope}"`);
         if (t.privateKeyFile) lines.push(`    privateKeyFile: ${t.privateKeyFile}`);
-        lines.push('    timeout: 1s');
+        if (t.extra?.timeout === undefined) lines.push('    timeout: 1s');
         for (const [k, v] of Object.entries(t.extra ?? {})) lines.push(`    ${k}: ${typeof v === 'string' ? JSON.stringify(v) : v}`);
       }
       const path = s.file(`tokend-${port}-${++configs}.yaml`, lines.join('\n') + '\n');
