@@ -26,6 +26,8 @@ export interface Daemon {
   /** `http://host:port` or the unix socket path the endpoint listens on. */
   readonly url: string;
   readonly handles: ReadonlyMap<string, TokenHandle>;
+  /** Where each egress proxy listens, by proxy name (empty without `proxies`). */
+  readonly proxyUrls: ReadonlyMap<string, string>;
   readonly logger: Logger;
   /** Stops timers, lets in-flight writes finish, revokes where configured, closes everything. */
   stop(): Promise<void>;
@@ -93,6 +95,20 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     }
   }
 
+  // Egress proxies answer 503 until their token arrives, so they may listen before the first grant.
+  let proxies: { urls: ReadonlyMap<string, string>; close(): Promise<void> } | undefined;
+  if (config.proxies !== undefined && config.proxies.length > 0) {
+    const { startProxies } = await import('./proxy/index.js');
+    try {
+      proxies = await startProxies(config.proxies, handles, { clock, logger, registry: metrics.registry });
+    } catch (err) {
+      await metricsServer?.close();
+      await server.close();
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
   await Promise.all(refreshers.map((r) => r.start()));
 
   // A periodic wall-clock check: setTimeout-based timers drift or stall when the VM is suspended
@@ -111,6 +127,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       logger.info({ event: EVENTS.daemonStopping }, 'stopping');
+      // Proxies first: requests in flight finish with a token before the refreshers stop.
+      await proxies?.close();
       await reconcileTask.stop();
       await reconcileTask.destroy?.();
       await Promise.all(
@@ -136,7 +154,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return stopping;
   };
 
-  return { url, handles, logger, stop };
+  return { url, handles, proxyUrls: proxies?.urls ?? new Map(), logger, stop };
 }
 
 // node-cron prints its own warnings to the console; route them into the JSON log instead.

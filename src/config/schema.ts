@@ -27,6 +27,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { checkProxies, proxiesSchema, toProxy } from './schema-proxy.js';
 import { storeSchema, toStore } from './schema-store.js';
 import { tokenSchema, toToken } from './schema-token.js';
 import { toVerifyIssuer, verifySchema } from './schema-verify.js';
@@ -95,8 +96,10 @@ export const configFileSchema = z
     // Names are checked in checkConfig, so that a token with a bad name still gets its fields checked.
     tokens: z.record(z.string(), tokenSchema).optional(),
     verify: verifySchema.optional(),
+    proxies: proxiesSchema.optional(),
   })
-  .superRefine(...relations(checkTop));
+  .superRefine(...relations(checkTop))
+  .superRefine(...relations(checkProxies));
 
 /** The parsed file, before translation into Config. */
 export type ConfigFile = z.output<typeof configFileSchema>;
@@ -175,6 +178,7 @@ function toConfig(f: ConfigFile): Config {
     verify: f.verify === undefined ? undefined : { issuers: f.verify.issuers.map(toVerifyIssuer) },
     logLevel: f.logLevel,
     reconcileCron: f.reconcile,
+    proxies: f.proxies?.map(toProxy),
   };
 }
 

@@ -1,4 +1,7 @@
 import type { LogLevel } from '../log.js';
+import type { ProxyConfig } from './schema-proxy.js';
+
+export type { ProxyConfig };
 /**
  * The validated, resolved configuration. `schema.ts` parses the documented file format into this;
  * everything else in tokend codes against these types only.
@@ -103,4 +106,6 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** node-cron expression for the wall-clock reconcile. Default every 15 s: '*\/15 * * * * *'. */
   readonly reconcileCron: string;
+  /** Egress reverse proxies, one per upstream (schema-proxy.ts). */
+  readonly proxies?: readonly ProxyConfig[] | undefined;
 }

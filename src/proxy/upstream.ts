@@ -1,0 +1,138 @@
+/**
+ * The connection side of one egress proxy: a keep-alive agent for its upstream (TLS with an
+ * optional CA and client certificate), connect and response timeouts, and the one place upstream
+ * errors are classified into the answers the application gets.
+ */
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import type { ProxyConfig } from '../config/types.js';
+import { TokendError } from '../errors.js';
+import { basePathPrefix } from './target.js';
+
+/**
+ * How long an idle pooled connection is kept (ms). A server that announces a shorter
+ * `Keep-Alive: timeout=` is believed (node closes a second before it); a connection the upstream
+ * closes anyway is retried on a fresh one (see exchange.ts).
+ */
+export const FREE_SOCKET_TIMEOUT_MS = 15_000;
+
+/** Everything needed to send a request to one upstream, resolved once at start-up. */
+export interface Upstream {
+  readonly tls: boolean;
+  readonly agent: http.Agent;
+  /** https.request or http.request (the latter ignores the TLS options). */
+  readonly request: (options: https.RequestOptions) => http.ClientRequest;
+  /** Host to connect to (IPv6 without brackets). */
+  readonly hostname: string;
+  readonly port: number;
+  /** The Host header the upstream gets: its URL's authority (host and non-default port). */
+  readonly hostHeader: string;
+  /** TLS server name (SNI and certificate check); undefined for an IP address. */
+  readonly servername: string | undefined;
+  /** The base path every request target is appended to ('' for `/`). */
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+async function readPem(cfg: ProxyConfig, key: 'caFile' | 'certFile' | 'keyFile'): Promise<Buffer | undefined> {
+  const path = cfg[key];
+  if (path === undefined) return undefined;
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}).${key}: cannot read ${path} (${code})`, { cause: err });
+  }
+}
+
+/**
+ * Resolves the upstream of one proxy: reads its CA and client certificate files (refusing ones
+ * that do not parse, at start-up rather than at the first request) and creates its agent.
+ */
+export async function createUpstream(cfg: ProxyConfig): Promise<Upstream> {
+  const url = new URL(cfg.upstream);
+  const isTls = url.protocol === 'https:';
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const common = { keepAlive: true, scheduling: 'lifo' as const, timeout: FREE_SOCKET_TIMEOUT_MS };
+  let agent: http.Agent;
+  if (isTls) {
+    const [ca, cert, key] = await Promise.all([readPem(cfg, 'caFile'), readPem(cfg, 'certFile'), readPem(cfg, 'keyFile')]);
+    const options = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+    try {
+      tls.createSecureContext(options);
+    } catch (err) {
+      // OpenSSL's message names what failed to parse (PEM, key mismatch), never the file's content.
+      throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}): the CA or client certificate files cannot be used: ${(err as Error).message}`, { cause: err });
+    }
+    agent = new https.Agent({ ...common, ...options });
+  } else {
+    agent = new http.Agent(common);
+  }
+  return {
+    tls: isTls,
+    agent,
+    request: isTls ? https.request : http.request,
+    hostname,
+    port: url.port === '' ? (isTls ? 443 : 80) : Number(url.port),
+    hostHeader: url.host,
+    servername: isTls && isIP(hostname) === 0 ? hostname : undefined,
+    prefix: basePathPrefix(url),
+    timeoutMs: cfg.timeoutMs,
+    connectTimeoutMs: cfg.connectTimeoutMs,
+  };
+}
+
+/** A timeout the proxy imposed: while connecting, or while waiting on the upstream. */
+export class UpstreamTimeout extends Error {
+  readonly code = 'UPSTREAM_TIMEOUT';
+  constructor(readonly phase: 'connect' | 'response') {
+    super(phase === 'connect' ? 'connecting to the upstream timed out' : 'the upstream did not answer in time');
+    this.name = 'UpstreamTimeout';
+  }
+}
+
+/**
+ * Bounds the connection phase of a request: when it gets a new socket (not a pooled one), the
+ * socket must be connected (and the TLS handshake done) within ms, else the request is destroyed
+ * with UpstreamTimeout('connect').
+ */
+export function limitConnect(req: http.ClientRequest, ms: number, isTls: boolean): void {
+  req.once('socket', (socket) => {
+    // A pooled socket is already connected; a new one is still connecting when handed over.
+    if (!socket.connecting) return;
+    const timer = setTimeout(() => req.destroy(new UpstreamTimeout('connect')), ms);
+    const done = (): void => clearTimeout(timer);
+    socket.once(isTls ? 'secureConnect' : 'connect', done);
+    socket.once('close', done);
+  });
+}
+
+/** How an upstream request failed, as the application is told. */
+export type UpstreamFailure = 'unreachable' | 'tls' | 'failed' | 'connect_timeout' | 'timeout';
+
+const UNREACHABLE: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+]);
+
+/** The one classification of upstream errors (table-tested in proxy-units.test.ts). */
+export function classifyUpstreamError(err: unknown): UpstreamFailure {
+  if (err instanceof UpstreamTimeout) return err.phase === 'connect' ? 'connect_timeout' : 'timeout';
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return 'failed';
+  if (UNREACHABLE.has(code)) return 'unreachable';
+  if (code === 'ETIMEDOUT') return 'connect_timeout';
+  if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_/.test(code)) return 'tls';
+  return 'failed';
+}
