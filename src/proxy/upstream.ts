@@ -3,6 +3,7 @@
  * optional CA and client certificate), connect and response timeouts, and the one place upstream
  * errors are classified into the answers the application gets.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -49,6 +50,19 @@ async function readPem(cfg: ProxyConfig, key: 'caFile' | 'certFile' | 'keyFile')
   }
 }
 
+const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/** Every certificate in a PEM file must parse, and there must be one (OpenSSL skips what it cannot read). */
+function checkCertificates(cfg: ProxyConfig, key: 'caFile' | 'certFile', pem: Buffer): void {
+  const blocks = pem.toString('latin1').match(PEM_CERT_RE) ?? [];
+  try {
+    if (blocks.length === 0) throw new Error('no certificate');
+    for (const b of blocks) new X509Certificate(b);
+  } catch (err) {
+    throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}).${key}: ${cfg[key]} does not hold PEM certificates`, { cause: err });
+  }
+}
+
 /**
  * Resolves the upstream of one proxy: reads its CA and client certificate files (refusing ones
  * that do not parse, at start-up rather than at the first request) and creates its agent.
@@ -61,12 +75,21 @@ export async function createUpstream(cfg: ProxyConfig): Promise<Upstream> {
   let agent: http.Agent;
   if (isTls) {
     const [ca, cert, key] = await Promise.all([readPem(cfg, 'caFile'), readPem(cfg, 'certFile'), readPem(cfg, 'keyFile')]);
+    if (ca) checkCertificates(cfg, 'caFile', ca);
+    if (cert) checkCertificates(cfg, 'certFile', cert);
+    if (key) {
+      try {
+        createPrivateKey(key);
+      } catch (err) {
+        throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}).keyFile: ${cfg.keyFile} is not a PEM private key`, { cause: err });
+      }
+    }
     const options = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
     try {
       tls.createSecureContext(options);
     } catch (err) {
-      // OpenSSL's message names what failed to parse (PEM, key mismatch), never the file's content.
-      throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}): the CA or client certificate files cannot be used: ${(err as Error).message}`, { cause: err });
+      // OpenSSL's message says what failed (a key that does not match the certificate), never the content.
+      throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}): certFile and keyFile cannot be used together: ${(err as Error).message}`, { cause: err });
     }
     agent = new https.Agent({ ...common, ...options });
   } else {

@@ -29,6 +29,8 @@ export interface Seen {
   readonly bodyBytes: number;
   /** The peer certificate's subject CN under mutual TLS. */
   readonly clientCn?: string | undefined;
+  /** The proxy's side of the connection: equal ports mean a reused (pooled) connection. */
+  readonly remotePort?: number | undefined;
 }
 
 /** Decides the answer; `body` is the whole request body (the default handler reads it first). */
@@ -81,6 +83,7 @@ export async function startUpstream(tls?: https.ServerOptions): Promise<Upstream
         headers: headerMap(req.rawHeaders),
         bodyBytes: bytes,
         clientCn: cert && typeof cert.subject === 'object' ? (cert.subject.CN as string | undefined) : undefined,
+        remotePort: req.socket.remotePort,
       };
       seen.push(s);
       behaviour(req, res, s);
