@@ -15,7 +15,7 @@ import { rejectsToken, responseHeaders, scanRequest, type RequestScan } from './
 import { FAILURE_ANSWER, R } from './responses.js';
 import { answer, headerValue, refuse, type Route } from './route.js';
 import { checkTarget, pathForLog } from './target.js';
-import { classifyUpstreamError, limitConnect, UpstreamTimeout } from './upstream.js';
+import { classifyUpstreamError, UpstreamTimeout } from './upstream.js';
 
 /** Largest 401 body kept while a new token is fetched (the answer if none comes); larger ones pass through unretried. */
 const MAX_KEPT_401_BODY = 16 * 1024;
@@ -25,6 +25,28 @@ const MAX_KEPT_401_BODY = 16 * 1024;
 const IDEMPOTENT: ReadonlySet<string | undefined> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 const noop = (): void => undefined;
+
+// Listeners are shared functions that find their Exchange on the emitter (node calls a listener
+// with `this` set to the emitter), so a request allocates no closure per event.
+const EX = Symbol('exchange');
+type Tagged<T> = T & { [EX]?: Exchange };
+
+function onClientClose(this: Tagged<http.ServerResponse>): void {
+  this[EX]?.clientClosed();
+}
+function onUpstreamResponse(this: Tagged<http.ClientRequest>, ures: http.IncomingMessage): void {
+  this[EX]?.onResponse(ures);
+}
+function onUpstreamError(this: Tagged<http.ClientRequest>, err: Error): void {
+  this[EX]?.onError(this, err);
+}
+function onUpstreamTimeout(this: http.ClientRequest): void {
+  this.destroy(new UpstreamTimeout('response'));
+}
+/** The upstream's body broke off (reset, timeout): the application must not take it for complete. */
+function onUpstreamBodyError(this: http.IncomingMessage & { req?: Tagged<http.ClientRequest> }): void {
+  this.req?.[EX]?.cut();
+}
 
 /** The request handler of one proxy (node:http 'request' event). */
 export function handleRequest(route: Route, req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -96,15 +118,24 @@ class Exchange {
     this.method = req.method ?? 'GET';
     this.headers = scan.headers;
     this.startedAt = route.clock.monotonic();
-    res.once('close', () => {
-      if (res.writableFinished) return;
-      // The application went away: stop the upstream request and any refresh it waits for.
-      this.gone = true;
-      this.ureq?.destroy();
-      this.abort?.abort();
-    });
+    (res as Tagged<http.ServerResponse>)[EX] = this;
+    res.once('close', onClientClose);
     req.on('error', noop); // an aborted upload; 'close' above does the cleanup
     if (route.debug) res.once('finish', () => this.logAccess());
+  }
+
+  /** The response closed: if it had not finished, the application went away. */
+  clientClosed(): void {
+    if (this.res.writableFinished) return;
+    // Stop the upstream request and any refresh it waits for.
+    this.gone = true;
+    this.ureq?.destroy();
+    this.abort?.abort();
+  }
+
+  /** The upstream's answer broke off mid-body. */
+  cut(): void {
+    this.res.destroy();
   }
 
   begin(hasBody: boolean): void {
@@ -149,10 +180,10 @@ class Exchange {
       timeout: up.timeoutMs,
     });
     this.ureq = ureq;
-    limitConnect(ureq, up.connectTimeoutMs, up.tls);
-    ureq.on('response', (ures) => this.onResponse(ures));
-    ureq.on('error', (err) => this.onError(ureq, err));
-    ureq.on('timeout', () => ureq.destroy(new UpstreamTimeout('response')));
+    (ureq as Tagged<http.ClientRequest>)[EX] = this;
+    ureq.on('response', onUpstreamResponse);
+    ureq.on('error', onUpstreamError);
+    ureq.on('timeout', onUpstreamTimeout);
     this.sentAt = route.clock.monotonic();
     if (this.streamed === undefined) {
       ureq.end(this.body);
@@ -179,9 +210,9 @@ class Exchange {
     return h;
   }
 
-  private onResponse(ures: http.IncomingMessage): void {
+  onResponse(ures: http.IncomingMessage): void {
     this.route.meter.upstreamLatency(this.route.clock.monotonic() - this.sentAt);
-    ures.on('error', noop); // a broken body; 'close' below does the cleanup
+    ures.on('error', onUpstreamBodyError);
     if (this.gone) return void ures.resume();
     if (ures.statusCode === 401 && this.attempt === 0 && rejectsToken(ures.headers['www-authenticate'])) {
       if (this.replayable) return this.keep401(ures);
@@ -204,10 +235,6 @@ class Exchange {
     res.writeHead(status, ures.statusMessage, responseHeaders(ures.rawHeaders));
     if (head !== undefined) for (const chunk of head) res.write(chunk);
     ures.pipe(res);
-    ures.once('close', () => {
-      // Cut short (the upstream died mid-body): the application must not take it for complete.
-      if (!ures.complete) res.destroy();
-    });
   }
 
   /** Keeps a 401 (bounded) while a new token is fetched: it is the answer if none comes. */
@@ -257,8 +284,8 @@ class Exchange {
     );
   }
 
-  private onError(ureq: http.ClientRequest, err: Error): void {
-    // Once the answer streams, its own 'close' decides (a request write failing after an early
+  onError(ureq: http.ClientRequest, err: Error): void {
+    // Once the answer streams, its own 'error' decides (a request write failing after an early
     // answer, a 413 say, must not cut that answer).
     if (this.gone || ureq !== this.ureq || this.responded) return;
     const code = (err as NodeJS.ErrnoException).code;

@@ -12,7 +12,7 @@ import { responseHeaders, scanRequest } from './headers.js';
 import { FAILURE_ANSWER, R, retryAfterSeconds, type Fixed } from './responses.js';
 import { headerValue, type Route } from './route.js';
 import { checkTarget, pathForLog } from './target.js';
-import { classifyUpstreamError, limitConnect, UpstreamTimeout } from './upstream.js';
+import { classifyUpstreamError, UpstreamTimeout } from './upstream.js';
 
 
 const noop = (): void => undefined;
@@ -73,7 +73,6 @@ export function handleUpgrade(route: Route, req: http.IncomingMessage, socket: D
   });
   const sentAt = route.clock.monotonic();
   let answered = false;
-  limitConnect(ureq, up.connectTimeoutMs, up.tls);
   ureq.on('timeout', () => ureq.destroy(new UpstreamTimeout('response')));
   socket.once('close', () => {
     if (!answered) ureq.destroy();

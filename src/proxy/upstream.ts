@@ -7,18 +7,22 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP } from 'node:net';
+import net, { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { ProxyConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';
 import { basePathPrefix } from './target.js';
 
 /**
- * How long an idle pooled connection is kept (ms). A server that announces a shorter
- * `Keep-Alive: timeout=` is believed (node closes a second before it); a connection the upstream
- * closes anyway is retried on a fresh one (see exchange.ts).
+ * Options of the keep-alive agent for an upstream with this response timeout (ms). Idle pooled
+ * connections are kept as long as the response timeout, or less when the upstream announces a
+ * shorter `Keep-Alive: timeout=` (node closes a second before it); one the upstream closes anyway
+ * is retried on a fresh connection (exchange.ts). The same value as the requests' timeout, so node
+ * re-arms no socket timer per request.
  */
-export const FREE_SOCKET_TIMEOUT_MS = 15_000;
+export function agentOptions(timeoutMs: number): http.AgentOptions {
+  return { keepAlive: true, scheduling: 'lifo', timeout: timeoutMs };
+}
 
 /** Everything needed to send a request to one upstream, resolved once at start-up. */
 export interface Upstream {
@@ -35,8 +39,8 @@ export interface Upstream {
   readonly servername: string | undefined;
   /** The base path every request target is appended to ('' for `/`). */
   readonly prefix: string;
+  /** Longest silence from the upstream (ms); also how long idle pooled connections are kept. */
   readonly timeoutMs: number;
-  readonly connectTimeoutMs: number;
 }
 
 async function readPem(cfg: ProxyConfig, key: 'caFile' | 'certFile' | 'keyFile'): Promise<Buffer | undefined> {
@@ -71,7 +75,7 @@ export async function createUpstream(cfg: ProxyConfig): Promise<Upstream> {
   const url = new URL(cfg.upstream);
   const isTls = url.protocol === 'https:';
   const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const common = { keepAlive: true, scheduling: 'lifo' as const, timeout: FREE_SOCKET_TIMEOUT_MS };
+  const common = agentOptions(cfg.timeoutMs);
   let agent: http.Agent;
   if (isTls) {
     const [ca, cert, key] = await Promise.all([readPem(cfg, 'caFile'), readPem(cfg, 'certFile'), readPem(cfg, 'keyFile')]);
@@ -95,6 +99,7 @@ export async function createUpstream(cfg: ProxyConfig): Promise<Upstream> {
   } else {
     agent = new http.Agent(common);
   }
+  limitConnect(agent, cfg.connectTimeoutMs, isTls);
   return {
     tls: isTls,
     agent,
@@ -105,7 +110,6 @@ export async function createUpstream(cfg: ProxyConfig): Promise<Upstream> {
     servername: isTls && isIP(hostname) === 0 ? hostname : undefined,
     prefix: basePathPrefix(url),
     timeoutMs: cfg.timeoutMs,
-    connectTimeoutMs: cfg.connectTimeoutMs,
   };
 }
 
@@ -119,19 +123,22 @@ export class UpstreamTimeout extends Error {
 }
 
 /**
- * Bounds the connection phase of a request: when it gets a new socket (not a pooled one), the
- * socket must be connected (and the TLS handshake done) within ms, else the request is destroyed
- * with UpstreamTimeout('connect').
+ * Bounds the connection phase of every new socket of the agent: connected (and the TLS handshake
+ * done) within ms, else destroyed with UpstreamTimeout('connect'), which the request it was made
+ * for reports. Pooled sockets cost nothing per request.
  */
-export function limitConnect(req: http.ClientRequest, ms: number, isTls: boolean): void {
-  req.once('socket', (socket) => {
-    // A pooled socket is already connected; a new one is still connecting when handed over.
-    if (!socket.connecting) return;
-    const timer = setTimeout(() => req.destroy(new UpstreamTimeout('connect')), ms);
+function limitConnect(agent: http.Agent, ms: number, isTls: boolean): void {
+  type Create = (...args: unknown[]) => net.Socket;
+  const a = agent as unknown as { createConnection: Create };
+  const create = a.createConnection.bind(agent);
+  a.createConnection = (...args) => {
+    const socket = create(...args);
+    const timer = setTimeout(() => socket.destroy(new UpstreamTimeout('connect')), ms);
     const done = (): void => clearTimeout(timer);
     socket.once(isTls ? 'secureConnect' : 'connect', done);
     socket.once('close', done);
-  });
+    return socket;
+  };
 }
 
 /** How an upstream request failed, as the application is told. */
