@@ -13,6 +13,7 @@ import { removeStaleSocket } from '../server/http.js';
 import { handleRequest } from './exchange.js';
 import { R } from './responses.js';
 import type { Route } from './route.js';
+import { checkTarget } from './target.js';
 import { handleUpgrade } from './upgrade.js';
 
 /** Limits of the proxy listener. Durations in milliseconds. */
@@ -45,6 +46,16 @@ export async function listenProxy(route: Route, addr: ListenAddress, limits: Lis
   const upgraded = new Set<Duplex>();
   let closing = false;
 
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (closing) res.shouldKeepAlive = false;
+    try {
+      handleRequest(route, req, res);
+    } catch (err) {
+      route.log.error({ err }, 'proxy request handler failed');
+      if (!res.headersSent) res.writeHead(500, ['Content-Length', '0']).end();
+      else res.destroy();
+    }
+  };
   const server = http.createServer(
     {
       maxHeaderSize: limits.maxHeaderSize ?? 16_384,
@@ -54,17 +65,14 @@ export async function listenProxy(route: Route, addr: ListenAddress, limits: Lis
       connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(headersTimeout / 4))),
       noDelay: true,
     },
-    (req, res) => {
-      if (closing) res.shouldKeepAlive = false;
-      try {
-        handleRequest(route, req, res);
-      } catch (err) {
-        route.log.error({ err }, 'proxy request handler failed');
-        if (!res.headersSent) res.writeHead(500, ['Content-Length', '0']).end();
-        else res.destroy();
-      }
-    },
+    onRequest,
   );
+  // Expect: 100-continue: the client waits for a go-ahead before sending its body. Given only when
+  // the request will be forwarded, so a refused upload is never sent at all.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (checkTarget(req.url ?? '') === undefined && route.handle.current() !== undefined) res.writeContinue();
+    onRequest(req, res);
+  });
   server.keepAliveTimeout = limits.keepAliveTimeoutMs ?? 5_000;
   // Silence from the application, in either direction: a little longer than the upstream's, so the
   // upstream timeout answers 504 first.

@@ -3,12 +3,32 @@
  * a real upstream on node:http. What the upstream receives, what the application gets, how many
  * grants the IdP issued.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../support/until.js';
 import { refusing, send, startIdp, startTokend, startUpstream, OK, type Idp, type Upstream } from './proxy-fixtures.js';
 
 const proxyYaml = (upstream: string, extra: Record<string, string> = {}): string =>
   [`  - listen: 127.0.0.1:0`, `    upstream: ${upstream}`, `    token: orders`, ...Object.entries(extra).map(([k, v]) => `    ${k}: ${v}`)].join('\n');
+
+/** A PUT with Expect: 100-continue whose body is sent only on the go-ahead; says whether one came. */
+function putWithContinue(base: string, body: string): Promise<{ status: number; continued: boolean }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const req = http.request({ host: u.hostname, port: u.port, path: '/upload', method: 'PUT', agent: false, headers: { Expect: '100-continue', 'Content-Length': String(body.length) } });
+    req.on('continue', () => {
+      continued = true;
+      req.end(body);
+    });
+    req.on('response', (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, continued }));
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+}
 
 async function metricsOf(daemonUrl: string): Promise<string> {
   return (await fetch(`${daemonUrl}/metrics`)).text();
@@ -62,6 +82,18 @@ describe('egress proxy: the token on every request', () => {
     }
   });
 
+  it('gives Expect: 100-continue its go-ahead and forwards the body that follows', async () => {
+    const t = await startTokend(idp, proxyYaml(upstream.url));
+    try {
+      const before = upstream.seen.length;
+      expect(await putWithContinue(t.proxyUrl, 'the body')).toEqual({ status: 200, continued: true });
+      expect(upstream.seen[before]).toMatchObject({ method: 'PUT', bodyBytes: 8 });
+      expect(upstream.seen[before]!.headers.get('expect')).toBeUndefined();
+    } finally {
+      await t.stop();
+    }
+  });
+
   it('puts the raw token in a configured header (scheme ""), replacing that header only', async () => {
     const t = await startTokend(idp, proxyYaml(upstream.url, { header: 'X-Api-Token', scheme: '""' }));
     try {
@@ -88,14 +120,16 @@ describe('egress proxy: the token on every request', () => {
         expect(a.headers['retry-after']).toMatch(/^[1-9]\d*$/);
         expect(JSON.parse(a.body)).toMatchObject({ error: 'token_unavailable' });
       }
+      // Expect: 100-continue gets no go-ahead: the upload is never even sent.
+      expect(await putWithContinue(t.proxyUrl, 'never-sent')).toEqual({ status: 503, continued: false });
       expect(upstream.seen.length).toBe(before);
       const refused = t.events('proxy.refused');
-      expect(refused).toHaveLength(2);
+      expect(refused).toHaveLength(3);
       expect(refused[0]).toMatchObject({ proxy: 'orders', token: 'orders', method: 'GET', path: '/v1/orders' });
       expect(t.logText()).not.toContain('secret-order-body');
       const metrics = await metricsOf(t.daemon.url);
-      expect(metrics).toContain('tokend_proxy_refused_total{proxy="orders"} 2');
-      expect(metrics).toContain('tokend_proxy_requests_total{proxy="orders",class="5xx"} 2');
+      expect(metrics).toContain('tokend_proxy_refused_total{proxy="orders"} 3');
+      expect(metrics).toContain('tokend_proxy_requests_total{proxy="orders",class="5xx"} 3');
     } finally {
       await t.stop();
     }
