@@ -76,7 +76,8 @@ describe('egress proxy: https upstreams', () => {
   });
 
   it('gets 502 from an mTLS upstream without a client certificate, or with one from another CA', async () => {
-    for (const extra of [{ caFile: pki.caFile }, { caFile: pki.caFile, certFile: pki.strangerCertFile, keyFile: pki.strangerKeyFile }]) {
+    const variants: Array<Record<string, string>> = [{ caFile: pki.caFile }, { caFile: pki.caFile, certFile: pki.strangerCertFile, keyFile: pki.strangerKeyFile }];
+    for (const extra of variants) {
       const t = await startTokend(idp, proxyYaml(mtls.url, extra));
       try {
         const before = mtls.seen.length;
