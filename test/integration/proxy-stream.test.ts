@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuiltCli, freePort, scratch, TokendProcess } from '../support/daemon.js';
+import { ensureBuiltCli, freePort, runCli, scratch, TokendProcess } from '../support/daemon.js';
 import { until } from '../support/until.js';
 import { CLIENT, startIdp, startUpstream, type Idp, type Upstream } from './proxy-fixtures.js';
 
@@ -197,6 +197,7 @@ describe('egress proxy: the built CLI streams 100 MiB each way with bounded memo
     const down = await call(proxyUrl, { path: '/download' });
     down.pause();
     const ahead = await stalled(() => served);
+    console.log(`download: the upstream stalled ${(ahead / MiB).toFixed(1)} MiB ahead of the paused reader`);
     expect(ahead).toBeLessThan(AHEAD_BOUND);
     const got = await sha256Of(down);
     expect(got).toEqual({ bytes: TOTAL, sha256: await servedHash });
@@ -216,10 +217,35 @@ describe('egress proxy: the built CLI streams 100 MiB each way with bounded memo
     // The upstream's handler runs once the first bytes arrive; by then its reader is paused.
     const { req, res } = await until(() => paused, 'the upload to reach the upstream');
     const behind = await stalled(() => sent);
+    console.log(`upload: the application stalled ${(behind / MiB).toFixed(1)} MiB ahead of the paused upstream`);
     expect(behind).toBeLessThan(AHEAD_BOUND);
     const received = await sha256Of(req);
     res.end();
     (await answer).resume();
     expect(received).toEqual({ bytes: TOTAL, sha256: await sentHash });
   }, 120_000);
+
+  it('refuses to start (exit 2) when a proxy cannot be set up, naming the file', async () => {
+    const config = s.file(
+      'bad-proxy.yaml',
+      [
+        `listen: 127.0.0.1:${await freePort()}`,
+        'tokens:',
+        '  orders:',
+        `    issuer: ${idp.issuer}`,
+        `    clientId: ${CLIENT.clientId}`,
+        `    clientSecretFile: ${s.dir}/secret`,
+        '    grant: client_credentials',
+        'proxies:',
+        `  - listen: 127.0.0.1:${await freePort()}`,
+        '    upstream: https://orders.internal',
+        '    token: orders',
+        `    caFile: ${s.dir}/no-such-ca.pem`,
+        '',
+      ].join('\n'),
+    );
+    const r = await runCli(['run', '--config', config]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${s.dir}/no-such-ca.pem`);
+  });
 });
