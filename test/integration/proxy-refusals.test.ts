@@ -6,12 +6,13 @@
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
+import { statSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { createLogger } from '../../src/log.js';
 import { startProxies } from '../../src/proxy/index.js';
-import { freePort } from '../support/daemon.js';
+import { freePort, scratch } from '../support/daemon.js';
 import {
   OK,
   rawExchange,
@@ -144,6 +145,32 @@ describe('egress proxy: refusals and failures', () => {
       expect(upstream.seen.at(-1)!.headers.get('authorization')).toEqual([`Bearer ${t.token()}`]);
     } finally {
       await proxies.close();
+    }
+  });
+
+  it('listens on a unix socket open to the owner and group only', async () => {
+    const dir = scratch('tokend-proxy-sock-');
+    const path = `${dir.dir}/orders.sock`;
+    const proxies = await startProxies(
+      [{ name: 'sock', listen: { kind: 'unix', path }, allowRemote: false, upstream: upstream.url, token: 'orders', header: 'Authorization', scheme: 'Bearer', timeoutMs: 5_000, connectTimeoutMs: 1_000, retryBodyLimit: 1_024 }],
+      t.daemon.handles,
+      { clock: systemClock, logger: createLogger('warn', { write: () => undefined }) },
+    );
+    try {
+      expect(proxies.urls.get('sock')).toBe(`unix:${path}`);
+      expect(statSync(path).mode & 0o777).toBe(0o660);
+      const status = await new Promise<number>((resolve, reject) => {
+        http.get({ socketPath: path, path: '/over-unix', agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+      expect(status).toBe(200);
+      expect(upstream.seen.at(-1)!.url).toBe('/over-unix');
+      expect(upstream.seen.at(-1)!.headers.get('authorization')).toEqual([`Bearer ${t.token()}`]);
+    } finally {
+      await proxies.close();
+      dir.cleanup();
     }
   });
 

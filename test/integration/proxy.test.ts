@@ -30,6 +30,21 @@ function putWithContinue(base: string, body: string): Promise<{ status: number; 
   });
 }
 
+/** The status of a WebSocket handshake the proxy answers without upgrading. */
+function upgradeStatus(base: string): Promise<{ status: number; retryAfter: string | undefined }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: '/ws', agent: false, headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
+    });
+    req.on('upgrade', () => reject(new Error('upgraded without a token')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function metricsOf(daemonUrl: string): Promise<string> {
   return (await fetch(`${daemonUrl}/metrics`)).text();
 }
@@ -122,14 +137,18 @@ describe('egress proxy: the token on every request', () => {
       }
       // Expect: 100-continue gets no go-ahead: the upload is never even sent.
       expect(await putWithContinue(t.proxyUrl, 'never-sent')).toEqual({ status: 503, continued: false });
+      // Nor does a WebSocket handshake get through.
+      const ws = await upgradeStatus(t.proxyUrl);
+      expect(ws.status).toBe(503);
+      expect(ws.retryAfter).toMatch(/^[1-9]\d*$/);
       expect(upstream.seen.length).toBe(before);
       const refused = t.events('proxy.refused');
-      expect(refused).toHaveLength(3);
+      expect(refused).toHaveLength(4);
       expect(refused[0]).toMatchObject({ proxy: 'orders', token: 'orders', method: 'GET', path: '/v1/orders' });
       expect(t.logText()).not.toContain('secret-order-body');
       const metrics = await metricsOf(t.daemon.url);
-      expect(metrics).toContain('tokend_proxy_refused_total{proxy="orders"} 3');
-      expect(metrics).toContain('tokend_proxy_requests_total{proxy="orders",class="5xx"} 3');
+      expect(metrics).toContain('tokend_proxy_refused_total{proxy="orders"} 4');
+      expect(metrics).toContain('tokend_proxy_requests_total{proxy="orders",class="5xx"} 4');
     } finally {
       await t.stop();
     }
