@@ -39,15 +39,29 @@ export interface ProxyListener {
   close(): Promise<void>;
 }
 
+/** What the listener's handlers and close() share. */
+interface ListenerState {
+  closing: boolean;
+  /** Client sockets spliced to the upstream after an upgrade, ended by close(). */
+  readonly upgraded: Set<Duplex>;
+}
+
 /** Starts the listener of one proxy at addr. */
 export async function listenProxy(route: Route, addr: ListenAddress, limits: ListenerLimits = {}): Promise<ProxyListener> {
-  const headersTimeout = limits.headersTimeoutMs ?? 5_000;
-  const closeGraceMs = limits.closeGraceMs ?? 1_000;
-  const upgraded = new Set<Duplex>();
-  let closing = false;
+  const state: ListenerState = { closing: false, upgraded: new Set() };
+  const server = createServer(route, limits, state);
+  const url = await listenOn(server, addr);
+  route.log.info({ event: EVENTS.listening, url }, 'proxy listening');
+  if (addr.kind === 'tcp' && !isLoopbackHost(addr.host)) {
+    route.log.warn({ host: addr.host }, 'proxy listening on a non-loopback address: anything that can reach it can send requests with the token');
+  }
+  return { url, close: closer(server, route, state, limits.closeGraceMs ?? 1_000) };
+}
 
+function createServer(route: Route, limits: ListenerLimits, state: ListenerState): http.Server {
+  const headersTimeout = limits.headersTimeoutMs ?? 5_000;
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    if (closing) res.shouldKeepAlive = false;
+    if (state.closing) res.shouldKeepAlive = false;
     try {
       handleRequest(route, req, res);
     } catch (err) {
@@ -67,22 +81,21 @@ export async function listenProxy(route: Route, addr: ListenAddress, limits: Lis
     },
     onRequest,
   );
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs ?? 5_000;
+  // Silence from the application, in either direction: a little longer than the upstream's, so the
+  // upstream timeout answers 504 first.
+  server.timeout = route.upstream.timeoutMs + 5_000;
   // Expect: 100-continue: the client waits for a go-ahead before sending its body. Given only when
   // the request will be forwarded, so a refused upload is never sent at all.
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (checkTarget(req.url ?? '') === undefined && route.handle.current() !== undefined) res.writeContinue();
     onRequest(req, res);
   });
-  server.keepAliveTimeout = limits.keepAliveTimeoutMs ?? 5_000;
-  // Silence from the application, in either direction: a little longer than the upstream's, so the
-  // upstream timeout answers 504 first.
-  server.timeout = route.upstream.timeoutMs + 5_000;
-
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (closing) return void socket.destroy();
+    if (state.closing) return void socket.destroy();
     handleUpgrade(route, req, socket, head, (s) => {
-      upgraded.add(s);
-      s.once('close', () => upgraded.delete(s));
+      state.upgraded.add(s);
+      s.once('close', () => state.upgraded.delete(s));
     });
   });
   // CONNECT is how a forward proxy opens a tunnel to any host: refused.
@@ -91,29 +104,30 @@ export async function listenProxy(route: Route, addr: ListenAddress, limits: Lis
     socket.on('error', () => undefined);
     socket.end(R.connect.raw);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const s = socket as net.Socket;
-    if (err.code !== 'ECONNRESET' && s.writable && s.bytesWritten === 0) {
-      const r = err.code === 'HPE_HEADER_OVERFLOW' ? R.headersTooLarge : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? R.requestTimeout : R.badRequest;
-      s.write(r.raw);
-    }
-    s.destroy();
-  });
+  server.on('clientError', answerClientError);
+  return server;
+}
 
-  const url = await listenOn(server, addr);
-  route.log.info({ event: EVENTS.listening, url }, 'proxy listening');
-  if (addr.kind === 'tcp' && !isLoopbackHost(addr.host)) {
-    route.log.warn({ host: addr.host }, 'proxy listening on a non-loopback address: anything that can reach it can send requests with the token');
+/** Errors node's parser raises before a request exists (oversized or slow headers, garbage). */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const s = socket as net.Socket;
+  if (err.code !== 'ECONNRESET' && s.writable && s.bytesWritten === 0) {
+    const r = err.code === 'HPE_HEADER_OVERFLOW' ? R.headersTooLarge : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? R.requestTimeout : R.badRequest;
+    s.write(r.raw);
   }
+  s.destroy();
+}
 
+/** close(): stop accepting, end idle connections now and busy ones after their answer or graceMs. */
+function closer(server: http.Server, route: Route, state: ListenerState, graceMs: number): () => Promise<void> {
   let closed: Promise<void> | undefined;
-  const close = (): Promise<void> => {
+  return () => {
     closed ??= new Promise<void>((resolve) => {
-      closing = true;
+      state.closing = true;
       const grace = setTimeout(() => {
         server.closeAllConnections();
-        for (const s of upgraded) s.destroy();
-      }, closeGraceMs);
+        for (const s of state.upgraded) s.destroy();
+      }, graceMs);
       grace.unref();
       server.close(() => {
         clearTimeout(grace);
@@ -121,11 +135,10 @@ export async function listenProxy(route: Route, addr: ListenAddress, limits: Lis
         resolve();
       });
       server.closeIdleConnections();
-      for (const s of upgraded) s.end();
+      for (const s of state.upgraded) s.end();
     });
     return closed;
   };
-  return { url, close };
 }
 
 async function listenOn(server: http.Server, addr: ListenAddress): Promise<string> {

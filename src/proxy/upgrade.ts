@@ -44,6 +44,31 @@ function refuseUpgrade(route: Route, req: http.IncomingMessage, socket: Duplex):
   socket.end(Buffer.concat([Buffer.from(`${head}\r\n`), body]));
 }
 
+/** The upstream switched protocols: its 101 goes to the application, then bytes flow both ways untouched. */
+function splice(route: Route, ures: http.IncomingMessage, socket: Duplex, head: Buffer, usocket: net.Socket, uhead: Buffer): void {
+  route.meter.answered(101);
+  usocket.on('error', noop);
+  // An upgraded connection may rightly stay silent for long: the request timeout ends here.
+  usocket.setTimeout(0);
+  (socket as net.Socket).setTimeout?.(0);
+  socket.write(`${statusHead(101, ures.statusMessage, [...responseHeaders(ures.rawHeaders, true), 'Connection', 'Upgrade'])}\r\n`);
+  if (uhead.length > 0) socket.write(uhead);
+  if (head.length > 0) usocket.write(head);
+  usocket.pipe(socket);
+  socket.pipe(usocket);
+  usocket.once('close', () => socket.destroy());
+  socket.once('close', () => usocket.destroy());
+}
+
+/** The upstream declined to upgrade (a 401, a 400): its answer goes back, then the connection closes. */
+function passDeclined(route: Route, ures: http.IncomingMessage, socket: Duplex): void {
+  const status = ures.statusCode ?? 502;
+  route.meter.answered(status);
+  ures.on('error', noop);
+  socket.write(`${statusHead(status, ures.statusMessage, [...responseHeaders(ures.rawHeaders), 'Connection', 'close'])}\r\n`);
+  ures.pipe(socket);
+}
+
 /**
  * Handles one upgrade request (node:http 'upgrade' event). `track` registers the spliced client
  * socket so that closing the proxy can end it.
@@ -78,35 +103,17 @@ export function handleUpgrade(route: Route, req: http.IncomingMessage, socket: D
     if (!answered) ureq.destroy();
   });
 
-  ureq.on('upgrade', (ures, usocket: net.Socket, uhead: Buffer) => {
+  ureq.on('upgrade', (ures: http.IncomingMessage, usocket: net.Socket, uhead: Buffer) => {
     answered = true;
     route.meter.upstreamLatency(route.clock.monotonic() - sentAt);
-    route.meter.answered(101);
-    usocket.on('error', noop);
-    // An upgraded connection may rightly stay silent for long: the request timeout ends here.
-    usocket.setTimeout(0);
-    (socket as net.Socket).setTimeout?.(0);
-    socket.write(`${statusHead(101, ures.statusMessage, [...responseHeaders(ures.rawHeaders, true), 'Connection', 'Upgrade'])}\r\n`);
-    if (uhead.length > 0) socket.write(uhead);
-    if (head.length > 0) usocket.write(head);
-    usocket.pipe(socket);
-    socket.pipe(usocket);
-    usocket.once('close', () => socket.destroy());
-    socket.once('close', () => usocket.destroy());
+    splice(route, ures, socket, head, usocket, uhead);
     track(socket);
   });
-
-  ureq.on('response', (ures) => {
-    // The upstream declined to upgrade (a 401, a 400): its answer goes back, then the connection closes.
+  ureq.on('response', (ures: http.IncomingMessage) => {
     answered = true;
     route.meter.upstreamLatency(route.clock.monotonic() - sentAt);
-    const status = ures.statusCode ?? 502;
-    route.meter.answered(status);
-    ures.on('error', noop);
-    socket.write(`${statusHead(status, ures.statusMessage, [...responseHeaders(ures.rawHeaders), 'Connection', 'close'])}\r\n`);
-    ures.pipe(socket);
+    passDeclined(route, ures, socket);
   });
-
   ureq.on('error', (err) => {
     if (answered || socket.destroyed) return;
     answered = true;
