@@ -178,7 +178,8 @@ function toConfig(f: ConfigFile): Config {
     verify: f.verify === undefined ? undefined : { issuers: f.verify.issuers.map(toVerifyIssuer) },
     logLevel: f.logLevel,
     reconcileCron: f.reconcile,
-    proxies: f.proxies?.map(toProxy),
+    // Only when configured, so a config without proxies resolves exactly as before.
+    ...(f.proxies === undefined ? {} : { proxies: f.proxies.map(toProxy) }),
   };
 }
 
