@@ -15,7 +15,13 @@ const VERSION = readVersion();
 interface ConfigOpts {
   config?: string;
   listen?: string;
+  metricsListen?: string;
   logLevel?: string;
+}
+
+interface RunOpts extends ConfigOpts {
+  once?: boolean;
+  timeout?: string;
 }
 
 /** Maps any error to an exit code and one clear stderr message, never a stack trace or secret. */
@@ -39,8 +45,9 @@ function report(err: unknown): void {
 async function loadConfig(opts: ConfigOpts): Promise<Config> {
   const path = opts.config ?? process.env.TOKEND_CONFIG;
   if (!path) throw new ConfigError(['--config: required (or set TOKEND_CONFIG)']);
-  const overrides: { listen?: string; logLevel?: string } = {};
+  const overrides: { listen?: string; metricsListen?: string; logLevel?: string } = {};
   if (opts.listen !== undefined) overrides.listen = opts.listen;
+  if (opts.metricsListen !== undefined) overrides.metricsListen = opts.metricsListen;
   if (opts.logLevel !== undefined) overrides.logLevel = opts.logLevel;
   const { loadConfigFile } = await import('./config/load.js');
   const { checkSecretFiles } = await import('./config/secrets.js');
@@ -50,8 +57,31 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
   return config;
 }
 
-async function cmdRun(opts: ConfigOpts): Promise<number> {
+/**
+ * Writes a failure of `run` as one JSON log line on stdout too (level, `event: daemon.failed`,
+ * `error: {type, code, message}`), so that log pipelines (`kubectl logs | jq`) see why tokend
+ * stopped; stderr keeps its plain message. Never a secret: errors carry none in their messages.
+ */
+async function logRunFailure(level: 'fatal' | 'error', err: unknown, msg: string): Promise<void> {
+  const { createLogger, EVENTS, serializeError } = await import('./log.js');
+  const error = serializeError(err);
+  if (err instanceof ConfigError) error.problems = err.problems;
+  createLogger('info', { write: (line: string) => void process.stdout.write(line) })[level]({ event: EVENTS.daemonFailed, error }, msg);
+}
+
+async function cmdRun(opts: RunOpts): Promise<number> {
+  try {
+    return await runDaemon(opts);
+  } catch (err) {
+    await logRunFailure('fatal', err, 'tokend could not start');
+    throw err;
+  }
+}
+
+/** Starts the daemon; resolves with the exit code once a signal has stopped it. Throws when it cannot start. */
+async function runDaemon(opts: RunOpts): Promise<number> {
   const config = await loadConfig(opts);
+  if (opts.once) return cmdRunOnce(config, opts);
   // Signal handlers go in before start-up, so a SIGTERM during the first grants still stops cleanly.
   let signalled: NodeJS.Signals | undefined;
   let onStop: (() => void) | undefined;
@@ -64,20 +94,28 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
     // cut: the IdP may have rotated), revocations on shutdown (two calls), each within `timeout`.
     setTimeout(() => {
       process.stderr.write('tokend: shutdown took too long; exiting\n');
-      process.exit(EXIT.failure);
+      // What stdout can still take in a moment, then out.
+      void import('./log.js')
+        .then(({ flushStdout }) => flushStdout(500))
+        .finally(() => process.exit(EXIT.failure));
     }, shutdownBoundMs(config)).unref();
     onStop?.();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP (the default would kill the process without a word): re-read the secret files now.
+  let onReload: (() => void) | undefined;
+  process.on('SIGHUP', () => onReload?.());
   const { startDaemon } = await import('./daemon.js');
   const daemon = await startDaemon(config);
+  onReload = () => daemon.reload();
   return new Promise<number>((resolve) => {
     onStop = (): void => {
       daemon.logger.info({ signal: signalled }, 'signal received');
       daemon.stop().then(
         () => resolve(EXIT.ok),
-        (err: unknown) => {
+        async (err: unknown) => {
+          await logRunFailure('error', err, 'tokend did not stop cleanly');
           report(err);
           resolve(EXIT.failure);
         },
@@ -87,32 +125,41 @@ async function cmdRun(opts: ConfigOpts): Promise<number> {
   });
 }
 
+/** `run --once`: every token obtained and written, then exit 0; 1 naming the tokens that failed. */
+async function cmdRunOnce(config: Config, opts: RunOpts): Promise<number> {
+  const { parseDuration } = await import('./config/duration.js');
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(opts.timeout ?? '30s');
+  } catch (err) {
+    throw new ConfigError([`--timeout: ${(err as Error).message}`]);
+  }
+  const { createLogger } = await import('./log.js');
+  const { runOnce } = await import('./once.js');
+  const logger = createLogger(config.logLevel);
+  const result = await runOnce(config, { logger, timeoutMs });
+  if (result.failed.length === 0) return EXIT.ok;
+  for (const f of result.failed) process.stderr.write(`tokend: ${f.name}: no token (${f.reason})\n`);
+  return EXIT.failure;
+}
+
 /** The longest a clean stop may take (ms): 8 s, or more when slow IdP calls may still be due. */
 export function shutdownBoundMs(config: Config): number {
   const calls = (t: Config['tokens'][number]): number => (t.revokeOnShutdown ? 4 : 2) * t.timeoutMs;
   return Math.max(8_000, ...config.tokens.map(calls)) + 2_000;
 }
 
-async function cmdCheck(opts: ConfigOpts): Promise<number> {
+async function cmdCheck(opts: ConfigOpts & { online?: boolean }): Promise<number> {
   const config = await loadConfig(opts);
-  const { createTokenSource } = await import('./oauth/grants.js');
-  const { systemClock } = await import('./clock.js');
-  const lines: string[] = [];
-  let unreachable = 0;
-  lines.push(`config ok: ${config.tokens.length} token(s), store ${config.store.type}, listen ${describeListen(config)}`);
-  for (const tc of config.tokens) {
-    const source = createTokenSource(tc, { clock: systemClock });
-    try {
-      const ep = await source.discover(AbortSignal.timeout(tc.timeoutMs));
-      lines.push(`  ${tc.name}: ${tc.grant} as ${tc.clientId} → token endpoint ${ep.tokenEndpoint}`);
-    } catch (err) {
-      if (err instanceof TokendError && err.code === 'CONFIG_INVALID') throw err;
-      unreachable++;
-      lines.push(`  ${tc.name}: IdP unreachable: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
+  const { checkConfigOnline } = await import('./check.js');
+  const results = await checkConfigOnline(config, opts.online === true);
+  const failed = results.filter((r) => !r.ok).length;
+  const lines = results.map((r) => `  ${r.ok ? 'ok  ' : 'FAIL'} ${r.text}`);
+  const what = `${config.tokens.length} token(s), store ${config.store.type}, listen ${describeListen(config)}`;
+  // "config ok" only when everything checked passed.
+  lines.unshift(failed === 0 ? `config ok: ${what}` : `config valid, but ${failed} check(s) failed: ${what}`);
   process.stdout.write(lines.join('\n') + '\n');
-  return unreachable > 0 ? EXIT.failure : EXIT.ok;
+  return failed > 0 ? EXIT.failure : EXIT.ok;
 }
 
 function describeListen(config: Config): string {
@@ -204,6 +251,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     cmd
       .option('-c, --config <file>', 'configuration file (YAML or JSON); default $TOKEND_CONFIG')
       .option('--listen <addr>', 'override listen (host:port or unix:/path)')
+      .option('--metrics-listen <addr>', 'override metricsListen: /healthz, /readyz and /metrics for probes and scrapes (host:port or unix:/path)')
       .option('--log-level <level>', 'override logLevel (fatal|error|warn|info|debug|trace)');
 
   program
@@ -213,10 +261,19 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .exitOverride()
     .showHelpAfterError();
 
-  withConfig(program.command('run').description('run the daemon until SIGTERM/SIGINT')).action(wrap((o: ConfigOpts) => cmdRun(o)));
-  withConfig(program.command('check').description('validate config, read secret files, run OIDC discovery for each token')).action(
-    wrap((o: ConfigOpts) => cmdCheck(o)),
-  );
+  withConfig(
+    program
+      .command('run')
+      .description('run the daemon until SIGTERM/SIGINT (or, with --once, obtain every token, write it and exit)')
+      .option('--once', 'obtain (or adopt) every token, write the store and outputs, then exit 0; 1 if a token failed')
+      .option('--timeout <duration>', 'with --once: how long the tokens have to become ready (default 30s)'),
+  ).action(wrap((o: RunOpts) => cmdRun(o)));
+  withConfig(
+    program
+      .command('check')
+      .description('validate config, read secret files, run OIDC discovery for each token')
+      .option('--online', 'also connect to the store and perform one client_credentials grant per such token'),
+  ).action(wrap((o: ConfigOpts & { online?: boolean }) => cmdCheck(o)));
   program
     .command('get')
     .description('print the current raw access token from a running sidecar')
@@ -269,8 +326,13 @@ async function main(): Promise<void> {
     }
   }
   process.exitCode = code;
-  // A clean `run` stop must not wait for stray handles (keep-alive sockets, Redis reconnects).
-  if (process.argv[2] === 'run') setImmediate(() => process.exit(code));
+  // A clean `run` stop must not wait for stray handles (keep-alive sockets, Redis reconnects), but
+  // lets stdout take the last log lines first, for a bounded time (logs are written asynchronously).
+  if (process.argv[2] === 'run' || process.argv[2] === 'check') {
+    const { flushStdout } = await import('./log.js');
+    await flushStdout(1_000);
+    process.exit(code);
+  }
 }
 
 void main();

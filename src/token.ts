@@ -34,6 +34,12 @@ export interface GrantResult {
   readonly token: AccessToken;
   /** RFC 6749 §6: the server MAY issue a new refresh token; when present the old one is consumed. */
   readonly refreshToken?: string | undefined;
+  /**
+   * Present when the answer's expires_in and the JWT access token's own lifetime (exp - iat, or
+   * exp - now without iat) differ by more than 5 s. The token's expiresAt already uses the
+   * shorter one; this is for a log line (both in ms). Never holds token material.
+   */
+  readonly lifetimeDisagreement?: { readonly expiresInMs: number; readonly jwtLifetimeMs: number } | undefined;
 }
 
 /** Token names as the config allows them; they also become file names and Redis keys. */

@@ -72,7 +72,8 @@ const MODE_EXPECTED = 'expected an octal file mode like "0600" or "0640"';
 /**
  * Parses a token file mode: an octal string (`"0600"`, `"640"`, `"0o600"`) or a number (`384`,
  * or YAML's `0o600`). Refuses modes above 0777, any permission for other users (mode & 0o007),
- * and modes that do not let the owner read and write (the store rewrites and reloads its files).
+ * modes that do not let the owner read and write (the store rewrites and reloads its files), and
+ * execute bits: what remains is 0600 and 0640. The file store asserts its mode with this function.
  * Throws RangeError with the reason.
  */
 export function parseFileMode(value: string | number): number {
@@ -89,6 +90,8 @@ export function parseFileMode(value: string | number): number {
   // The group (the application, via fsGroup) may read, never write: a writer could plant a token.
   if ((mode & 0o030) !== 0) throw new RangeError('must not let the group write or execute (use 0600 or 0640)');
   if ((mode & 0o600) !== 0o600) throw new RangeError('must let the owner read and write (0600 or 0640)');
+  // A token is data: an executable bit is a mistake (the file store asserts this same rule).
+  if ((mode & 0o100) !== 0) throw new RangeError('must not be executable (use 0600 or 0640)');
   return mode;
 }
 
@@ -193,10 +196,58 @@ export const resourceUri = z.string().superRefine((s, ctx) => {
   if (u === undefined || s.includes('#')) report(ctx, [], 'expected an absolute URL without a fragment');
 });
 
-export const redisUrl = z.string().superRefine((s, ctx) => {
-  const u = parseUrl(s);
+/** A Redis URL taken apart (parseRedisUrl). */
+export interface RedisUrlParts {
+  readonly host: string;
+  readonly port: number;
+  readonly db: number;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /** rediss:// */
+  readonly tls: boolean;
+  /** The URL without its password: safe for messages and logs. */
+  readonly safe: string;
+}
+
+/**
+ * The one Redis URL parser, for `tokend check` (the schema) and `tokend run` (the store):
+ * `redis[s]://[user[:password]@]host[:port][/db]`, db a number from 0 to 99999 (default 0), port
+ * default 6379, no query or fragment. Throws RangeError saying what was expected; the message
+ * never repeats the URL (it may hold a password).
+ */
+export function parseRedisUrl(text: string): RedisUrlParts {
+  const u = parseUrl(text);
   if (u === undefined || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
-    report(ctx, [], 'expected a redis:// or rediss:// URL');
+    throw new RangeError('expected a redis:// or rediss:// URL');
+  }
+  if (u.hostname === '') throw new RangeError('expected a host in the redis URL');
+  const dbText = u.pathname.replace(/^\//, '');
+  if (dbText !== '' && !/^\d{1,5}$/.test(dbText)) throw new RangeError('the path of a redis URL must be a database number, like /0');
+  if (u.search !== '' || u.hash !== '') throw new RangeError('a redis URL takes no query or fragment');
+  let username: string | undefined;
+  let password: string | undefined;
+  try {
+    username = u.username ? decodeURIComponent(u.username) : undefined;
+    password = u.password ? decodeURIComponent(u.password) : undefined;
+  } catch {
+    throw new RangeError('the credentials in the redis URL are not valid percent-encoding');
+  }
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: u.port === '' ? 6379 : Number(u.port),
+    db: dbText === '' ? 0 : Number(dbText),
+    username,
+    password,
+    tls: u.protocol === 'rediss:',
+    safe: `${u.protocol}//${u.username ? `${u.username}@` : ''}${u.host}/${dbText === '' ? '0' : dbText}`,
+  };
+}
+
+export const redisUrl = z.string().superRefine((s, ctx) => {
+  try {
+    parseRedisUrl(s);
+  } catch (err) {
+    report(ctx, [], (err as Error).message);
   }
 });
 
@@ -230,6 +281,12 @@ export const cron = z.string().superRefine((s, ctx) => {
 });
 
 export const hostPort = z.strictObject({ host: nonEmpty, port });
+
+/** A host name or IP address (IPv6 with or without brackets), without scheme or port: an `allowedHosts` entry. */
+export const hostName = z.string().superRefine((s, ctx) => {
+  const bare = s.startsWith('[') && s.endsWith(']') ? s.slice(1, -1) : s;
+  if (!isIPv4(bare) && !isIPv6(bare) && !HOSTNAME_RE.test(s)) report(ctx, [], 'expected a host name or IP address, without scheme or port');
+});
 
 // ---------------------------------------------------------------------------------------------
 // Relations between fields.

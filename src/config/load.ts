@@ -11,9 +11,10 @@ import type { Config } from './types.js';
 /** The process environment, or a fake one in tests. */
 export type Env = Readonly<Record<string, string | undefined>>;
 
-/** Values from the command line (`--listen`, `--log-level`) that replace the file's. */
+/** Values from the command line (`--listen`, `--metrics-listen`, `--log-level`) that replace the file's. */
 export interface ConfigOverrides {
   readonly listen?: string | undefined;
+  readonly metricsListen?: string | undefined;
   readonly logLevel?: string | undefined;
 }
 
@@ -182,6 +183,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): Config {
   if (o !== undefined && typeof data === 'object' && data !== null && !Array.isArray(data)) {
     const d = data as Record<string, unknown>;
     if (o.listen !== undefined) d['listen'] = o.listen;
+    if (o.metricsListen !== undefined) d['metricsListen'] = o.metricsListen;
     if (o.logLevel !== undefined) d['logLevel'] = o.logLevel;
   }
 

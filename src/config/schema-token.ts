@@ -22,6 +22,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { outputFields, toNotify, toOutputs } from './schema-output.js';
 import type { ClientAuthMethod, TokenConfig } from './types.js';
 
 const CLIENT_AUTH = [
@@ -49,8 +50,12 @@ function checkToken(ctx: Ctx, t: Obj): void {
   }
   if (auth === 'private_key_jwt') {
     if (!present(t, 'privateKeyFile')) report(ctx, ['privateKeyFile'], 'required for clientAuth private_key_jwt');
+    // Plain OAuth2 has no issuer identifier to put in aud.
+    if (t['privateKeyAudience'] === 'issuer' && !present(t, 'issuer')) {
+      report(ctx, ['privateKeyAudience'], 'issuer needs an issuer (OIDC discovery); with tokenEndpoint the audience is the token endpoint');
+    }
   } else if ((CLIENT_AUTH as readonly unknown[]).includes(auth)) {
-    for (const k of ['privateKeyFile', 'privateKeyId', 'privateKeyAlg']) {
+    for (const k of ['privateKeyFile', 'privateKeyId', 'privateKeyAlg', 'privateKeyAudience']) {
       if (present(t, k)) report(ctx, [k], 'only used with clientAuth private_key_jwt');
     }
   }
@@ -97,10 +102,12 @@ export const tokenSchema = z
     privateKeyFile: filePath.optional(),
     privateKeyId: nonEmpty.optional(),
     privateKeyAlg: z.enum(ASYMMETRIC_JWS_ALGORITHMS).optional(),
+    privateKeyAudience: z.enum(['token_endpoint', 'issuer']).optional(),
     revokeOnShutdown: bool.default(false),
     timeout: duration(1).default(DEFAULT_TIMEOUT_MS),
     defaultLifetime: duration(1_000).default(DEFAULT_LIFETIME_MS),
     allowInsecureHttp: bool.optional(),
+    ...outputFields,
   })
   .superRefine(...relations(checkToken));
 
@@ -126,10 +133,15 @@ export function toToken(name: string, t: TokenFile): TokenConfig {
     privateKeyFile: t.privateKeyFile,
     privateKeyId: t.privateKeyId,
     privateKeyAlg: t.privateKeyAlg,
+    // Absent: 'token_endpoint' (grants.ts).
+    ...(t.privateKeyAudience !== undefined ? { privateKeyAudience: t.privateKeyAudience } : {}),
     revokeOnShutdown: t.revokeOnShutdown,
     defaultLifetimeMs: t.defaultLifetime,
     timeoutMs: t.timeout,
     allowInsecureHttp: t.allowInsecureHttp ?? primaryHostIsLoopback(t.issuer, t.tokenEndpoint),
+    // Only when given, so a token without them resolves exactly as before.
+    ...(t.outputs !== undefined ? { outputs: toOutputs(t.outputs) } : {}),
+    ...(t.notify !== undefined ? { notify: toNotify(t.notify) } : {}),
   };
 }
 

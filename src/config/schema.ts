@@ -16,9 +16,11 @@ import {
   bool,
   cron,
   DEFAULT_LISTEN,
+  hostName,
   DEFAULT_RECONCILE_CRON,
   TOKEN_NAME_EXPECTED,
   listen,
+  num,
   orList,
   parseListen,
   present,
@@ -27,6 +29,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { checkOutputPaths } from './schema-output.js';
 import { checkProxies, proxiesSchema, toProxy } from './schema-proxy.js';
 import { storeSchema, toStore } from './schema-store.js';
 import { tokenSchema, toToken } from './schema-token.js';
@@ -78,6 +81,7 @@ function checkTop(ctx: Ctx, c: Obj): void {
       seen.add(iss);
     });
   }
+  checkOutputPaths(ctx, c);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,8 +94,15 @@ export const configFileSchema = z
     allowRemote: bool.default(false),
     // A metrics-only listener serves no token, so it may bind a pod address without allowRemote.
     metricsListen: listen.optional(),
+    // Host names /v1/ accepts besides loopback ones (DNS-rebinding defence; see docs/endpoint.md).
+    allowedHosts: z.array(hostName).optional(),
+    // false: aggregate token metrics only, for very large configurations.
+    metricsPerToken: bool.optional(),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     reconcile: cron.default(DEFAULT_RECONCILE_CRON),
+    // Max concurrent grants per IdP, shared by all tokens (src/oauth/limiter.ts).
+    // Absent: DEFAULT_IDP_CONCURRENCY (4), applied by createIdpRegistry.
+    idpConcurrency: num(z.number().int('expected a whole number from 1 to 64').min(1).max(64)).optional(),
     store: storeSchema.default(() => ({ type: 'memory' as const })),
     // Names are checked in checkConfig, so that a token with a bad name still gets its fields checked.
     tokens: z.record(z.string(), tokenSchema).optional(),
@@ -173,11 +184,15 @@ function toConfig(f: ConfigFile): Config {
     listen: f.listen,
     allowRemote: f.allowRemote,
     metricsListen: f.metricsListen,
+    // Only when given, so that configurations without them resolve exactly as before.
+    ...(f.allowedHosts !== undefined && { allowedHosts: f.allowedHosts }),
+    ...(f.metricsPerToken !== undefined && { metricsPerToken: f.metricsPerToken }),
     store: toStore(f.store),
     tokens: Object.entries(f.tokens ?? {}).map(([name, t]) => toToken(name, t)),
     verify: f.verify === undefined ? undefined : { issuers: f.verify.issuers.map(toVerifyIssuer) },
     logLevel: f.logLevel,
     reconcileCron: f.reconcile,
+    ...(f.idpConcurrency !== undefined ? { idpConcurrency: f.idpConcurrency } : {}),
     // Only when configured, so a config without proxies resolves exactly as before.
     ...(f.proxies === undefined ? {} : { proxies: f.proxies.map(toProxy) }),
   };

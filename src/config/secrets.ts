@@ -3,11 +3,33 @@
  * because Kubernetes rotates mounted Secrets in place; a value is never part of an error message.
  */
 import { open } from 'node:fs/promises';
-import { ConfigError } from '../errors.js';
+import { ConfigError, TokendError } from '../errors.js';
 import type { Config, SecretSource } from './types.js';
 
 /** Largest secret file tokend reads (bytes): 64 KiB, far above any key or token. */
 export const MAX_SECRET_BYTES = 64 * 1024;
+
+/**
+ * errno codes of local resource trouble while reading a file: too many open files (EMFILE, ENFILE:
+ * with 10,000 tokens a burst of reads can hit the limit), memory, a busy or failing device. They
+ * pass by themselves, so they are GRANT_TRANSIENT (retried), unlike a missing or forbidden file,
+ * which only a config or permission change fixes (CONFIG_INVALID).
+ */
+export const TRANSIENT_FS_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EBUSY', 'EIO']);
+
+/**
+ * The error for a file (secret or key) that could not be read: GRANT_TRANSIENT naming the field,
+ * the path and the errno for TRANSIENT_FS_CODES, else undefined (the caller reports CONFIG_INVALID).
+ * Never includes content.
+ */
+export function transientReadError(err: unknown, field: string, path: string): TokendError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === undefined || !TRANSIENT_FS_CODES.has(code)) return undefined;
+  return new TokendError('GRANT_TRANSIENT', `${field}: file ${path} cannot be read right now (${code}); will retry`, {
+    cause: err,
+    reason: code,
+  });
+}
 
 function describeFsError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -28,7 +50,8 @@ function describeFsError(err: unknown): string {
  * Returns a secret's value. A literal is returned as is; a file is read fresh on every call and
  * its trailing newline/whitespace removed (`echo secret > file` leaves one).
  * Throws ConfigError (code CONFIG_INVALID) naming `field` and the path, never the content, when
- * the file is missing, unreadable, not a regular file, empty, or larger than MAX_SECRET_BYTES.
+ * the file is missing, unreadable, not a regular file, empty, or larger than MAX_SECRET_BYTES;
+ * GRANT_TRANSIENT when a local resource ran out while reading it (TRANSIENT_FS_CODES).
  * `field` is the config path for messages, e.g. `tokens.orders.clientSecretFile`.
  */
 export async function readSecret(src: SecretSource, field: string): Promise<string> {
@@ -41,7 +64,7 @@ export async function readSecret(src: SecretSource, field: string): Promise<stri
   try {
     handle = await open(src.path, 'r');
   } catch (err) {
-    throw fail(describeFsError(err));
+    throw transientReadError(err, field, src.path) ?? fail(describeFsError(err));
   }
   try {
     const st = await handle.stat();
@@ -62,7 +85,7 @@ export async function readSecret(src: SecretSource, field: string): Promise<stri
     return value;
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw fail(describeFsError(err));
+    throw transientReadError(err, field, src.path) ?? fail(describeFsError(err));
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -106,7 +129,8 @@ export async function checkSecretFiles(config: Config): Promise<string[]> {
         await readSecret({ kind: 'file', path }, field);
         return [];
       } catch (err) {
-        return err instanceof ConfigError ? [...err.problems] : [`${field}: secret file ${path} cannot be read`];
+        if (err instanceof ConfigError) return [...err.problems];
+        return [err instanceof TokendError ? err.message : `${field}: secret file ${path} cannot be read`];
       }
     }),
   );

@@ -1,4 +1,5 @@
 import type { LogLevel } from '../log.js';
+import type { NotifyConfig, OutputConfig } from './schema-output.js';
 import type { ProxyConfig } from './schema-proxy.js';
 
 export type { ProxyConfig };
@@ -9,6 +10,8 @@ export type { ProxyConfig };
  */
 
 export type GrantType = 'client_credentials' | 'refresh_token';
+/** What a private_key_jwt client assertion names as its audience. */
+export type PrivateKeyAudience = 'token_endpoint' | 'issuer';
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 
 /** A secret that comes from a literal/env value or from a file that may change (Kubernetes Secret). */
@@ -41,6 +44,8 @@ export interface TokenConfig {
   readonly privateKeyId?: string | undefined;
   /** private_key_jwt signing alg; inferred from the key when absent. */
   readonly privateKeyAlg?: string | undefined;
+  /** private_key_jwt: the assertion's aud. Default 'token_endpoint'; 'issuer' for IdPs that want their issuer. */
+  readonly privateKeyAudience?: PrivateKeyAudience | undefined;
   readonly revokeOnShutdown: boolean;
   /** Lifetime assumed when the IdP gives neither expires_in nor a JWT exp. Default 300 000. */
   readonly defaultLifetimeMs: number;
@@ -48,6 +53,10 @@ export interface TokenConfig {
   readonly timeoutMs: number;
   /** Allow http:// issuers (development only). Default: true only for loopback hosts. */
   readonly allowInsecureHttp: boolean;
+  /** Extra files written on every change of the token (docs/outputs.md). Default none. */
+  readonly outputs?: readonly OutputConfig[] | undefined;
+  /** Who is told when the token changes (docs/outputs.md). Default nobody. */
+  readonly notify?: NotifyConfig | undefined;
 }
 
 export type ListenAddress =
@@ -98,12 +107,18 @@ export interface VerifyConfig {
 export interface Config {
   readonly listen: ListenAddress;
   readonly allowRemote: boolean;
-  /** Optional metrics-only listener (GET /metrics, no header needed) for Prometheus to scrape from outside the pod. */
+  /** Optional listener for probes and scrapes from outside the pod (GET /healthz, /readyz, /metrics; never a token). */
   readonly metricsListen?: ListenAddress | undefined;
+  /** Host names and addresses `/v1/` accepts in the Host header besides loopback ones. Default none. */
+  readonly allowedHosts?: readonly string[] | undefined;
+  /** Per-token metric series; false keeps only aggregates (very large configurations). Default true. */
+  readonly metricsPerToken?: boolean | undefined;
   readonly store: StoreConfig;
   readonly tokens: readonly TokenConfig[];
   readonly verify?: VerifyConfig | undefined;
   readonly logLevel: LogLevel;
+  /** Max concurrent grants per IdP (origin), shared by all tokens; createIdpRegistry's `concurrency`. Absent: 4. */
+  readonly idpConcurrency?: number | undefined;
   /** node-cron expression for the wall-clock reconcile. Default every 15 s: '*\/15 * * * * *'. */
   readonly reconcileCron: string;
   /** Egress reverse proxies, one per upstream (schema-proxy.ts). */

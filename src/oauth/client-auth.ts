@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { importJWK, importPKCS8, type JWK } from 'jose';
 import { TokendError } from '../errors.js';
 import { ASYMMETRIC_JWS_ALGORITHMS } from '../jws.js';
+import { transientReadError } from '../config/secrets.js';
 
 /** A loaded signing key: what openid-client's PrivateKeyJwt takes, plus the JWS alg. */
 export interface ClientSigningKey {
@@ -36,7 +37,10 @@ export type ClientKeyLoader = () => Promise<ClientSigningKey>;
 
 const SUPPORTED_ALGS: ReadonlySet<string> = new Set(ASYMMETRIC_JWS_ALGORITHMS);
 
-/** Creates a loader that re-reads the key file when it changes. Errors are CONFIG_INVALID naming the file, never its content. */
+/**
+ * Creates a loader that re-reads the key file when it changes. Errors are CONFIG_INVALID naming the
+ * file, never its content; GRANT_TRANSIENT when a local resource ran out (EMFILE, ENOMEM, EIO...).
+ */
 export function createClientKeyLoader(opts: ClientKeyOptions): ClientKeyLoader {
   const field = `tokens.${opts.tokenName}.privateKeyFile`;
   const fail = (why: string, cause?: unknown): TokendError =>
@@ -49,7 +53,7 @@ export function createClientKeyLoader(opts: ClientKeyOptions): ClientKeyLoader {
       const st = await stat(opts.path);
       stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
     } catch (err) {
-      throw fail(`cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
+      throw transientReadError(err, field, opts.path) ?? fail(`cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
     }
     if (cached && cached.stamp === stamp) return cached.value;
 
@@ -57,7 +61,7 @@ export function createClientKeyLoader(opts: ClientKeyOptions): ClientKeyLoader {
     try {
       text = await readFile(opts.path, 'utf8');
     } catch (err) {
-      throw fail(`cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
+      throw transientReadError(err, field, opts.path) ?? fail(`cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
     }
     const fingerprint = createHash('sha256').update(text).digest('hex');
     if (cached && cached.value.fingerprint === fingerprint) {

@@ -2,8 +2,9 @@
  * The TokenSource over openid-client v6: client_credentials and refresh_token grants (with
  * scope, RFC 8707 resource and audience), RFC 7009 revocation, and the refresh-token seed.
  * Credentials (secret file, key file) are read on every grant so a rotated Kubernetes Secret is
- * picked up without a restart. The IdP's answer is treated as untrusted input and validated
- * before it becomes a GrantResult.
+ * picked up without a restart. Requests go through the per-IdP registry (shared discovery, pooled
+ * connections, grant limiter) and a bounded, inspecting fetch (transport.ts); the IdP's answer is
+ * untrusted input and is validated before it becomes a GrantResult (answer.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -12,20 +13,30 @@ import type { Clock } from '../clock.js';
 import type { SecretSource, TokenConfig } from '../config/types.js';
 import { readSecret } from '../config/secrets.js';
 import { TokendError } from '../errors.js';
-import { MAX_TOKEN_CHARS, normaliseTokenType, type AccessToken, type GrantResult } from '../token.js';
-import { classifyGrantError } from './classify.js';
+import type { GrantResult } from '../token.js';
+import { toGrantResult } from './answer.js';
+import { classifyGrantError, type GrantPhase } from './classify.js';
 import { createClientKeyLoader, type ClientKeyLoader } from './client-auth.js';
-import { createIssuerResolver, fetchWithSignal, type IssuerResolver } from './issuer.js';
-import { attachRotatedRefreshToken, type TokenSource } from './source.js';
+import { defaultIdpRegistry, type IdpRegistry } from './idp-registry.js';
+import { createIssuerResolver, type IssuerResolver } from './issuer.js';
+import type { GrantLimiter } from './limiter.js';
+import { clientSecretBasic } from './secret-basic.js';
+import { attachRotatedRefreshToken, rotatedRefreshTokenOf, type TokenSource } from './source.js';
+import { newRecord, operationFetch, type OperationRecord } from './transport.js';
 
-/** Longest lifetime believed from an IdP: 400 days (ms). Longer claims are capped. */
-export const MAX_LIFETIME_MS = 400 * 86_400_000;
+export { jwtLifetimeMs, MAX_LIFETIME_MS, toGrantResult } from './answer.js';
+
 /** Dependencies of createTokenSource. */
 export interface TokenSourceDeps {
   /** Stamps obtainedAt/expiresAt at the moment a response arrives. */
   readonly clock: Clock;
-  /** Default: the global fetch. */
+  /**
+   * Performs the HTTP requests. Default: the registry's pooled fetch. Whatever is given, answers
+   * are still read bounded and inspected, and grants still go through the registry's limiter.
+   */
   readonly fetch?: typeof fetch | undefined;
+  /** Shared per-IdP state (discovery, connections, limiter). Default: the process-wide defaultIdpRegistry(). */
+  readonly idp?: IdpRegistry | undefined;
 }
 
 /** A TokenSource that can also fingerprint its credentials (see TokenSource.credentialFingerprint). */
@@ -33,19 +44,24 @@ export interface OAuthTokenSource extends TokenSource {
   credentialFingerprint(): Promise<string>;
 }
 
-/** Creates the TokenSource for one configured token. Nothing is fetched until the first call. */
+/**
+ * Creates the TokenSource for one configured token. Nothing is fetched until the first call.
+ * (A factory of small closures over one token's settings, hence longer than 60 lines.)
+ */
 export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAuthTokenSource {
-  const fetchImpl = deps.fetch ?? globalThis.fetch;
-  const resolver: IssuerResolver = createIssuerResolver(cfg, { clock: deps.clock, fetch: fetchImpl });
+  const registry = deps.idp ?? defaultIdpRegistry();
+  const fetchImpl = deps.fetch ?? registry.fetch;
+  const resolver: IssuerResolver = createIssuerResolver(cfg, { registry, fetch: fetchImpl });
   const keyLoader: ClientKeyLoader | undefined =
     cfg.clientAuth === 'private_key_jwt' && cfg.privateKeyFile
       ? createClientKeyLoader({ tokenName: cfg.name, path: cfg.privateKeyFile, kid: cfg.privateKeyId, alg: cfg.privateKeyAlg })
       : undefined;
+  const label = `token "${cfg.name}"`;
 
   async function clientAuth(as: client.ServerMetadata): Promise<client.ClientAuth> {
     switch (cfg.clientAuth) {
       case 'client_secret_basic':
-        return client.ClientSecretBasic(await secret());
+        return clientSecretBasic(await secret());
       case 'client_secret_post':
         return client.ClientSecretPost(await secret());
       case 'none':
@@ -53,8 +69,9 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
       case 'private_key_jwt': {
         if (!keyLoader) throw configError('privateKeyFile', 'is required for clientAuth: private_key_jwt');
         const signing = await keyLoader();
-        // A static tokenEndpoint has no real issuer identifier: RFC 7523 §3 lets aud be the token endpoint.
-        const aud = resolver.discovered ? undefined : as.token_endpoint;
+        // OIDC Core §9, RFC 7523 §3 and most IdPs (Okta, Entra ID) want the token endpoint as aud;
+        // some older ones want the issuer. A static tokenEndpoint has no real issuer to offer.
+        const aud = cfg.privateKeyAudience === 'issuer' && resolver.discovered ? as.issuer : as.token_endpoint;
         return client.PrivateKeyJwt(signing.kid ? { key: signing.key, kid: signing.kid } : signing.key, {
           [client.modifyAssertion]: (header, payload) => {
             if (signing.alg === 'EdDSA' && header.alg === 'Ed25519') header.alg = 'EdDSA';
@@ -70,8 +87,14 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
     return readSecret(cfg.clientSecret, fieldOf('clientSecret', cfg.clientSecret));
   }
 
-  /** One Configuration per call: the caller's signal and a freshly read credential belong to this call only. */
-  async function configuration(signal: AbortSignal | undefined): Promise<client.Configuration> {
+  /** The limiter of the IdP serving as (or, before discovery, of the issuer's origin). */
+  function limiterFor(as: client.ServerMetadata | undefined): GrantLimiter {
+    const url = as?.token_endpoint ?? cfg.tokenEndpoint ?? cfg.issuer ?? '';
+    return registry.limiter(new URL(url).origin);
+  }
+
+  /** One Configuration per call: the caller's signal, a freshly read credential and the record belong to this call only. */
+  async function configuration(signal: AbortSignal | undefined, phase: GrantPhase, record: OperationRecord): Promise<client.Configuration> {
     let as: client.ServerMetadata;
     try {
       as = await resolver.metadata(signal);
@@ -80,8 +103,10 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
       if (err instanceof TokendError && err.code === 'DISCOVERY_FAILED') {
         throw new TokendError('GRANT_TRANSIENT', err.message, {
           cause: err,
-          ...(err.status !== undefined ? { status: err.status } : {}),
-          ...(err.oauthError !== undefined ? { oauthError: err.oauthError } : {}),
+          status: err.status,
+          oauthError: err.oauthError,
+          reason: err.reason,
+          retryAfterMs: err.retryAfterMs,
         });
       }
       throw err;
@@ -89,12 +114,36 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
     const config = new client.Configuration(as, cfg.clientId, undefined, await clientAuth(as));
     if (cfg.allowInsecureHttp) client.allowInsecureRequests(config);
     config.timeout = cfg.timeoutMs / 1000;
-    const fetchSignalled = fetchWithSignal(fetchImpl, signal);
-    config[client.customFetch] = async (url, options) => {
-      const res = await fetchSignalled(url, options);
-      return url === as.token_endpoint ? withoutIdToken(res) : res;
-    };
+    config[client.customFetch] = operationFetch(
+      { fetch: fetchImpl, signal, phase, tokenName: cfg.name, tokenEndpoint: as.token_endpoint },
+      record,
+    );
     return config;
+  }
+
+  /**
+   * Runs op against the IdP in a limiter slot and translates its failure: the IdP's Retry-After
+   * pauses every grant to it; a token endpoint that stopped answering (network error, 404) makes
+   * discovery run again; a new refresh token the answer carried rides on the error.
+   */
+  async function attempt<T>(phase: GrantPhase, signal: AbortSignal | undefined, op: (config: client.Configuration) => Promise<T>): Promise<T> {
+    const record = newRecord();
+    let as: client.ServerMetadata | undefined;
+    try {
+      const config = await configuration(signal, phase, record);
+      as = config.serverMetadata();
+      return await limiterFor(as).run(() => op(config), { waitMs: cfg.timeoutMs, signal, label });
+    } catch (err) {
+      const e = classifyGrantError(err, cfg.name, phase, { now: deps.clock.now(), exchanges: record.exchanges });
+      if (e.retryAfterMs !== undefined && e.reason !== 'idp_paused') limiterFor(as).pause(e.retryAfterMs);
+      // The endpoint did not answer, or answered 404: it may have moved, so discovery runs again next time.
+      const last = record.exchanges.at(-1);
+      if (as !== undefined && last !== undefined && e.code === 'GRANT_TRANSIENT' && (last.status === undefined || last.status === 404)) {
+        resolver.invalidate();
+      }
+      const rotated = record.answer?.refreshToken;
+      return Promise.reject(rotated !== undefined && rotatedRefreshTokenOf(e) === undefined ? attachRotatedRefreshToken(e, rotated) : e);
+    }
   }
 
   function grantParameters(): Record<string, string> {
@@ -110,31 +159,23 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
       if (cfg.grant === 'refresh_token' && !refreshToken) {
         throw configError('refreshToken', 'no refresh token is available (set refreshTokenFile or refreshToken)');
       }
-      let response: client.TokenEndpointResponse;
-      let arrivedAt: number;
-      try {
-        const config = await configuration(signal);
-        response =
+      const { response, arrivedAt } = await attempt('grant', signal, async (config) => {
+        const response =
           cfg.grant === 'refresh_token'
             ? await client.refreshTokenGrant(config, refreshToken as string, grantParameters())
             : await client.clientCredentialsGrant(config, grantParameters());
-        arrivedAt = deps.clock.now();
-      } catch (err) {
-        throw classifyGrantError(err, cfg.name, 'grant');
-      }
-      return toGrantResult(response, arrivedAt, cfg);
+        return { response, arrivedAt: deps.clock.now() };
+      });
+      return toGrantResult(response, arrivedAt, cfg) satisfies GrantResult;
     },
 
     async revoke(token, hint, signal) {
-      try {
-        const config = await configuration(signal);
+      await attempt('revocation', signal, async (config) => {
         if (!config.serverMetadata().revocation_endpoint) {
           throw configError('revocationEndpoint', 'the IdP announces no revocation endpoint');
         }
         await client.tokenRevocation(config, token, { token_type_hint: hint });
-      } catch (err) {
-        throw classifyGrantError(err, cfg.name, 'revocation');
-      }
+      });
     },
 
     async readSeed() {
@@ -175,112 +216,4 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
   function configError(field: string, why: string): TokendError {
     return new TokendError('CONFIG_INVALID', `tokens.${cfg.name}.${field}: ${why}`);
   }
-}
-
-/**
- * Removes `id_token` from a successful token response before openid-client sees it. tokend never
- * uses ID tokens, and a failed ID token check (clock skew, or the `iss` of an IdP configured by
- * tokenEndpoint only) would throw away an answer whose refresh token the IdP has already rotated.
- */
-async function withoutIdToken(res: Response): Promise<Response> {
-  if (!res.ok || !(res.headers.get('content-type') ?? '').includes('json')) return res;
-  const text = await res.text();
-  const init = { status: res.status, statusText: res.statusText, headers: res.headers };
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // openid-client reports the unparseable body itself.
-    return new Response(text, init);
-  }
-  if (body === null || typeof body !== 'object' || !('id_token' in body)) return new Response(text, init);
-  const { id_token: _ignored, ...rest } = body as Record<string, unknown>;
-  return new Response(JSON.stringify(rest), init);
-}
-
-// Control characters would corrupt the HTTP headers and files the token is written into.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
-
-/**
- * Validates a token endpoint response (untrusted input) and stamps it with the arrival time:
- * expiresAt comes from expires_in, else from the access token's JWT exp (payload decoded without
- * verification: only the lifetime is read), else from defaultLifetimeMs. Throws GRANT_TRANSIENT
- * for an answer tokend cannot use.
- */
-export function toGrantResult(
-  response: Pick<client.TokenEndpointResponse, 'access_token' | 'token_type' | 'expires_in' | 'scope' | 'refresh_token'>,
-  arrivedAt: number,
-  cfg: Pick<TokenConfig, 'name' | 'scope' | 'defaultLifetimeMs'>,
-): GrantResult {
-  // A usable refresh token is checked first and carried on every later refusal: the IdP has
-  // already rotated (the old one is consumed), so dropping the answer would lose the chain.
-  let rotated: string | undefined;
-  const invalid = (why: string): TokendError => {
-    const err = new TokendError('GRANT_TRANSIENT', `token "${cfg.name}": grant failed: the IdP's answer is not usable (${why})`);
-    return rotated !== undefined ? attachRotatedRefreshToken(err, rotated) : err;
-  };
-
-  const refreshToken: unknown = response.refresh_token;
-  if (refreshToken !== undefined) {
-    if (typeof refreshToken !== 'string' || refreshToken.length === 0) throw invalid('refresh_token is not a string');
-    if (refreshToken.length > MAX_TOKEN_CHARS) throw invalid(`refresh_token is longer than ${MAX_TOKEN_CHARS} characters`);
-    if (CONTROL_CHARS.test(refreshToken)) throw invalid('refresh_token contains control characters');
-    rotated = refreshToken;
-  }
-
-  const accessToken: unknown = response.access_token;
-  if (typeof accessToken !== 'string' || accessToken.length === 0) throw invalid('access_token is missing');
-  if (accessToken.length > MAX_TOKEN_CHARS) throw invalid(`access_token is longer than ${MAX_TOKEN_CHARS} characters`);
-  if (CONTROL_CHARS.test(accessToken)) throw invalid('access_token contains control characters');
-
-  const tokenType: unknown = response.token_type;
-  if (typeof tokenType !== 'string' || tokenType.length === 0 || tokenType.length > 64 || CONTROL_CHARS.test(tokenType)) {
-    throw invalid('token_type is missing or malformed');
-  }
-
-  let lifetimeMs: number;
-  const expiresIn: unknown = response.expires_in;
-  if (expiresIn !== undefined) {
-    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) {
-      throw invalid('expires_in is not a positive number');
-    }
-    lifetimeMs = Math.min(expiresIn * 1000, MAX_LIFETIME_MS);
-  } else {
-    const fromJwt = jwtLifetimeMs(accessToken, arrivedAt);
-    lifetimeMs = fromJwt ?? cfg.defaultLifetimeMs;
-    if (fromJwt !== undefined && fromJwt <= 0) throw invalid('the access token is already past its exp (clock skew?)');
-    lifetimeMs = Math.min(lifetimeMs, MAX_LIFETIME_MS);
-  }
-
-  const scope = typeof response.scope === 'string' && !CONTROL_CHARS.test(response.scope) ? response.scope : cfg.scope;
-  const token: AccessToken = {
-    accessToken,
-    tokenType: normaliseTokenType(tokenType),
-    obtainedAt: arrivedAt,
-    expiresAt: arrivedAt + Math.floor(lifetimeMs),
-    ...(scope !== undefined ? { scope } : {}),
-  };
-  return refreshToken !== undefined ? { token, refreshToken } : { token };
-}
-
-/**
- * The remaining lifetime a JWT access token claims, in ms, or undefined when it is not a JWT with a
- * numeric exp. With iat as well, exp - iat is used (immune to clock skew between tokend and the
- * IdP); with exp alone, exp minus now.
- */
-export function jwtLifetimeMs(token: string, now: number): number | undefined {
-  const parts = token.split('.');
-  if (parts.length !== 3 || !parts[1]) return undefined;
-  let payload: unknown;
-  try {
-    payload = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (payload === null || typeof payload !== 'object') return undefined;
-  const { exp, iat } = payload as { exp?: unknown; iat?: unknown };
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) return undefined;
-  if (typeof iat === 'number' && Number.isFinite(iat) && iat < exp) return (exp - iat) * 1000;
-  return exp * 1000 - now;
 }

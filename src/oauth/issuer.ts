@@ -1,117 +1,111 @@
 /**
  * Where a token's IdP endpoints come from: OIDC discovery on `issuer` (RFC 8414 metadata as a
- * fallback), or a static `tokenEndpoint` for plain OAuth2 servers. Discovery runs once, is shared
- * by concurrent callers, is cached for an hour and is re-done after a failure.
+ * fallback), or a static `tokenEndpoint` for plain OAuth2 servers. Discovery is shared by every
+ * token with the same issuer and settings (IdpRegistry.discovery: single flight, cached for an
+ * hour, re-done after a failure); each token classifies a failure under its own name.
  */
 import * as client from 'openid-client';
-import type { Clock } from '../clock.js';
 import type { TokenConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';
-import { classifyGrantError } from './classify.js';
-
-/** How long discovered metadata is trusted before it is fetched again (ms). */
-export const METADATA_MAX_AGE_MS = 3_600_000;
-
-/** openid-client's fetch hook type. */
-export type CustomFetch = client.CustomFetch;
-
-/**
- * A fetch for openid-client that also honours `signal` (the caller's, e.g. shutdown) on top of the
- * library's own timeout signal.
- */
-export function fetchWithSignal(fetchImpl: typeof fetch, signal: AbortSignal | undefined): CustomFetch {
-  return (url, options) => {
-    const signals = [options.signal, signal].filter((s): s is AbortSignal => s !== undefined);
-    const combined = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
-    return fetchImpl(url, { ...(options as RequestInit), ...(combined ? { signal: combined } : {}) });
-  };
-}
+import { classifyGrantError, type Exchange } from './classify.js';
+import type { IdpRegistry } from './idp-registry.js';
+import { newRecord, operationFetch } from './transport.js';
 
 /** Resolves the IdP's server metadata for one token. */
 export interface IssuerResolver {
   /** True when endpoints come from discovery (false for a static tokenEndpoint). */
   readonly discovered: boolean;
-  /** The cached metadata, discovering first if there is none (or it is older than METADATA_MAX_AGE_MS). */
+  /** The cached metadata, discovering first if there is none (or it is older than the registry's max age). */
   metadata(signal?: AbortSignal): Promise<client.ServerMetadata>;
   /** Discovers now, replacing the cache. Throws DISCOVERY_FAILED or CONFIG_INVALID. */
   refresh(signal?: AbortSignal): Promise<client.ServerMetadata>;
+  /** Forgets the cached metadata, e.g. after the token endpoint stopped answering. */
+  invalidate(): void;
+}
+
+/** What a resolver needs: the shared registry, and the fetch that performs requests. */
+export interface IssuerResolverDeps {
+  readonly registry: IdpRegistry;
+  readonly fetch: typeof fetch;
+}
+
+/** A shared discovery that failed: the library error and the requests made, classified per token. */
+class DiscoveryFailure extends Error {
+  constructor(
+    readonly original: unknown,
+    readonly exchanges: readonly Exchange[],
+  ) {
+    super('discovery failed');
+  }
 }
 
 /** Builds the resolver for cfg (issuer or tokenEndpoint). */
-export function createIssuerResolver(cfg: TokenConfig, deps: { clock: Clock; fetch?: typeof fetch | undefined }): IssuerResolver {
-  const fetchImpl = deps.fetch ?? globalThis.fetch;
+export function createIssuerResolver(cfg: TokenConfig, deps: IssuerResolverDeps): IssuerResolver {
   if (cfg.tokenEndpoint) {
-    const tokenEndpoint = cfg.tokenEndpoint;
     const stat: client.ServerMetadata = {
       // Plain OAuth2 has no issuer identifier; the endpoint's origin stands in for it.
-      issuer: new URL(tokenEndpoint).origin,
-      token_endpoint: tokenEndpoint,
+      issuer: new URL(cfg.tokenEndpoint).origin,
+      token_endpoint: cfg.tokenEndpoint,
       ...(cfg.revocationEndpoint ? { revocation_endpoint: cfg.revocationEndpoint } : {}),
     };
-    return {
-      discovered: false,
-      metadata: async () => stat,
-      refresh: async () => stat,
-    };
+    return { discovered: false, metadata: async () => stat, refresh: async () => stat, invalidate: () => undefined };
   }
   if (!cfg.issuer) throw new TypeError(`token "${cfg.name}": neither issuer nor tokenEndpoint is set`);
   const issuer = new URL(cfg.issuer);
+  // Tokens share discovery when they name the same issuer with the same transport settings.
+  const key = `${issuer.href} insecure=${cfg.allowInsecureHttp}`;
 
-  let cached: { at: number; value: client.ServerMetadata } | undefined;
-  let pending: Promise<client.ServerMetadata> | undefined;
-
-  const discoverOnce = async (algorithm: 'oidc' | 'oauth2', signal: AbortSignal | undefined): Promise<client.ServerMetadata> => {
+  const discoverOnce = async (algorithm: 'oidc' | 'oauth2', record: ReturnType<typeof newRecord>): Promise<client.ServerMetadata> => {
     const config = await client.discovery(issuer, cfg.clientId, undefined, undefined, {
       algorithm,
       timeout: cfg.timeoutMs / 1000,
       execute: cfg.allowInsecureHttp ? [client.allowInsecureRequests] : [],
-      [client.customFetch]: fetchWithSignal(fetchImpl, signal),
+      [client.customFetch]: operationFetch({ fetch: deps.fetch, phase: 'discovery' }, record),
     });
     return config.serverMetadata();
   };
 
-  const discover = (signal: AbortSignal | undefined): Promise<client.ServerMetadata> => {
-    const p = (async () => {
+  const load = async (): Promise<client.ServerMetadata> => {
+    const record = newRecord();
+    try {
+      let value: client.ServerMetadata;
       try {
-        let value: client.ServerMetadata;
-        try {
-          value = await discoverOnce('oidc', signal);
-        } catch (err) {
-          // Plain OAuth2 servers publish RFC 8414 metadata instead of openid-configuration.
-          if (!isNotFound(err)) throw err;
-          value = await discoverOnce('oauth2', signal);
-        }
-        if (!value.token_endpoint) {
-          throw new TokendError('DISCOVERY_FAILED', `token "${cfg.name}": discovery failed: the metadata names no token_endpoint`);
-        }
-        cached = { at: deps.clock.now(), value };
-        return value;
+        value = await discoverOnce('oidc', record);
       } catch (err) {
-        throw classifyGrantError(err, cfg.name, 'discovery');
+        // Plain OAuth2 servers publish RFC 8414 metadata instead of openid-configuration.
+        if (!isNotFound(err)) throw err;
+        value = await discoverOnce('oauth2', record);
       }
-    })();
-    pending = p;
-    // Single flight: only the current attempt clears itself, so a failure is retried next time.
-    void p.then(
-      () => {
-        if (pending === p) pending = undefined;
-      },
-      () => {
-        if (pending === p) pending = undefined;
-      },
-    );
-    return p;
+      if (!value.token_endpoint) {
+        throw new TokendError('DISCOVERY_FAILED', `discovery failed: the metadata of ${issuer.href} names no token_endpoint`);
+      }
+      return value;
+    } catch (err) {
+      throw new DiscoveryFailure(err, record.exchanges);
+    }
+  };
+
+  const classify = (err: unknown): TokendError => {
+    const inner =
+      err instanceof DiscoveryFailure
+        ? classifyGrantError(err.original, cfg.name, 'discovery', { exchanges: err.exchanges, issuer: cfg.issuer })
+        : classifyGrantError(err, cfg.name, 'discovery');
+    // Errors raised without a token name (shared by every token of the issuer) get this token's.
+    if (inner.message.startsWith(`token "${cfg.name}"`) || inner.message.startsWith(`tokens.${cfg.name}.`)) return inner;
+    return new TokendError(inner.code, `token "${cfg.name}": ${inner.message}`, {
+      cause: inner,
+      oauthError: inner.oauthError,
+      status: inner.status,
+      reason: inner.reason,
+      retryAfterMs: inner.retryAfterMs,
+    });
   };
 
   return {
     discovered: true,
-    metadata(signal) {
-      if (cached && deps.clock.now() - cached.at < METADATA_MAX_AGE_MS) return Promise.resolve(cached.value);
-      return pending ?? discover(signal);
-    },
-    refresh(signal) {
-      return pending ?? discover(signal);
-    },
+    metadata: (signal) => deps.registry.discovery.get(key, load, signal).catch((err: unknown) => Promise.reject(classify(err))),
+    refresh: (signal) => deps.registry.discovery.refresh(key, load, signal).catch((err: unknown) => Promise.reject(classify(err))),
+    invalidate: () => deps.registry.discovery.invalidate(key),
   };
 }
 

@@ -4,7 +4,13 @@ import type { GrantResult } from '../token.js';
 /**
  * Obtains tokens for one configured token from its IdP. Implemented in grants.ts over
  * openid-client; the refresher knows only this interface. All errors are TokendError with code
- * GRANT_PERMANENT, GRANT_TRANSIENT, DISCOVERY_FAILED or CONFIG_INVALID.
+ * GRANT_PERMANENT, GRANT_TRANSIENT, DISCOVERY_FAILED or CONFIG_INVALID, and may carry:
+ * - retryAfterMs: the IdP's Retry-After on a 429/503 (capped at 1 h), or the time left of such a
+ *   pause another token met (reason 'idp_paused'): retry no earlier;
+ * - rotatedRefreshToken: the new refresh token of an answer that was otherwise refused (keep it,
+ *   the one presented is consumed);
+ * - reason: 'unsupported_token_type', 'issuer_mismatch', 'idp_paused', 'idp_busy', or the errno
+ *   of a secret file that could not be read right now (EMFILE...).
  */
 export interface TokenSource {
   /**
@@ -16,7 +22,10 @@ export interface TokenSource {
   revoke(token: string, hint: 'refresh_token' | 'access_token', signal?: AbortSignal): Promise<void>;
   /** Reads the current refresh-token seed (file or literal), or undefined if none is configured. */
   readSeed(): Promise<string | undefined>;
-  /** Runs discovery now (for `tokend check`); throws DISCOVERY_FAILED when the IdP is unreachable. */
+  /**
+   * Runs discovery now (for `tokend check`); throws DISCOVERY_FAILED naming the URLs tried and what
+   * happened, or CONFIG_INVALID when the IdP names another issuer.
+   */
   discover(signal?: AbortSignal): Promise<{ tokenEndpoint: string; revocationEndpoint?: string | undefined }>;
   /**
    * Optional: SHA-256 (hex) over the current credential material (client secret, private key

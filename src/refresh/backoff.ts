@@ -9,6 +9,20 @@ export interface BackoffBounds {
 /** Default bounds: 1 s to 60 s. */
 export const DEFAULT_BACKOFF: BackoffBounds = { minMs: 1_000, maxMs: 60_000 };
 
+/** Bounds of a refresher's retries, in ms. */
+export interface RetryBounds extends BackoffBounds {
+  /**
+   * Longest delay while no valid token is held (consumers are getting 503): recovery must follow
+   * the IdP's return within seconds. Default 5 000.
+   */
+  readonly maxWithoutTokenMs: number;
+  /** Longest wait an IdP's Retry-After can impose. Default 300 000. */
+  readonly retryAfterMaxMs: number;
+}
+
+/** Default retry bounds. */
+export const DEFAULT_RETRY: RetryBounds = { ...DEFAULT_BACKOFF, maxWithoutTokenMs: 5_000, retryAfterMaxMs: 300_000 };
+
 /**
  * The delay (ms) before retry number `attempt` (1 for the first retry after a failure).
  *
@@ -44,9 +58,13 @@ export function retryDelay(
 /** Construction options for {@link Backoff}. */
 export interface BackoffOptions {
   /** Default 1 000 ms. */
-  readonly minMs?: number;
+  readonly minMs?: number | undefined;
   /** Default 60 000 ms. */
-  readonly maxMs?: number;
+  readonly maxMs?: number | undefined;
+  /** Default 5 000 ms (see RetryBounds). */
+  readonly maxWithoutTokenMs?: number | undefined;
+  /** Default 300 000 ms (see RetryBounds). */
+  readonly retryAfterMaxMs?: number | undefined;
   /** Uniform random in [0, 1); injected so tests are deterministic. */
   readonly random: () => number;
 }
@@ -55,13 +73,15 @@ export interface BackoffOptions {
 export class Backoff {
   /** Consecutive failures so far (0 after reset). */
   attempt = 0;
-  readonly bounds: BackoffBounds;
+  readonly bounds: RetryBounds;
   private readonly random: () => number;
 
   constructor(opts: BackoffOptions) {
     this.bounds = {
-      minMs: opts.minMs ?? DEFAULT_BACKOFF.minMs,
-      maxMs: opts.maxMs ?? DEFAULT_BACKOFF.maxMs,
+      minMs: opts.minMs ?? DEFAULT_RETRY.minMs,
+      maxMs: opts.maxMs ?? DEFAULT_RETRY.maxMs,
+      maxWithoutTokenMs: opts.maxWithoutTokenMs ?? DEFAULT_RETRY.maxWithoutTokenMs,
+      retryAfterMaxMs: opts.retryAfterMaxMs ?? DEFAULT_RETRY.retryAfterMaxMs,
     };
     this.random = opts.random;
   }
@@ -70,6 +90,20 @@ export class Backoff {
   next(msUntilExpiry?: number): number {
     this.attempt += 1;
     return retryDelay(this.attempt, this.bounds, this.random(), msUntilExpiry);
+  }
+
+  /**
+   * Records a failure and returns the delay (ms) before the next attempt: the backoff step (capped
+   * by maxWithoutTokenMs when msUntilExpiry says no valid token is held), but never sooner than the
+   * IdP's Retry-After (itself capped by retryAfterMaxMs).
+   */
+  nextAfter(msUntilExpiry: number | undefined, retryAfterMs: number | undefined): number {
+    this.attempt += 1;
+    const holding = msUntilExpiry !== undefined && msUntilExpiry > 0;
+    const bounds = holding ? this.bounds : { minMs: this.bounds.minMs, maxMs: Math.min(this.bounds.maxMs, Math.max(this.bounds.minMs, this.bounds.maxWithoutTokenMs)) };
+    const step = retryDelay(this.attempt, bounds, this.random(), holding ? msUntilExpiry : undefined);
+    if (retryAfterMs === undefined || !(retryAfterMs > 0)) return step;
+    return Math.max(step, Math.min(retryAfterMs, this.bounds.retryAfterMaxMs));
   }
 
   /** Called after a success: the next failure starts again from the shortest delay. */

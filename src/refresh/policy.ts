@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { GrantType } from '../config/types.js';
-import type { AccessToken } from '../token.js';
+import { hasCode } from '../errors.js';
+import { remainingMs, type AccessToken, type TimeSource } from '../token.js';
 
 /**
  * Width of the refresh jitter window, as a fraction of the lifetime. With refreshAt 0.75 a token
@@ -65,8 +66,25 @@ export function refreshDueAt(token: AccessToken, opts: RefreshDueOptions): numbe
  *   consumed refresh token, which IdPs answer by revoking the whole grant (RFC 6819 §5.2.2.3).
  *   So no grant: serve the held token until it expires, and retry with backoff.
  */
-export function decideWhenStoreDown(grant: GrantType): 'grant-locally' | 'keep-serving' {
-  return grant === 'client_credentials' ? 'grant-locally' : 'keep-serving';
+export function decideWhenStoreDown(presentsRefreshToken: boolean): 'grant-locally' | 'keep-serving' {
+  return presentsRefreshToken ? 'keep-serving' : 'grant-locally';
+}
+
+/**
+ * ms from now until token's refresh is due (refreshDueAt), judged by the token's remaining
+ * validity (remainingMs: the smaller of the wall and the monotonic reading), so a wall clock
+ * stepped back cannot postpone a refresh and a suspended VM does not make one late.
+ */
+export function msUntilRefresh(token: AccessToken, clock: TimeSource, opts: RefreshDueOptions): number {
+  const dueBeforeExpiry = token.expiresAt - refreshDueAt(token, opts);
+  return remainingMs(token, clock) - dueBeforeExpiry;
+}
+
+/** 'permanent failure: <oauth error or reason>' for errors retrying cannot fix, else undefined. */
+export function permanentReason(err: unknown): string | undefined {
+  if (hasCode(err, 'GRANT_PERMANENT')) return `permanent failure: ${err.oauthError ?? err.reason ?? 'grant refused'}`;
+  if (hasCode(err, 'CONFIG_INVALID')) return 'permanent failure: config_invalid';
+  return undefined;
 }
 
 function clamp(x: number, lo: number, hi: number): number {

@@ -1,63 +1,69 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import type { ListenAddress } from '../config/types.js';
-import { removeStaleSocket, type MetricsSource } from './http.js';
+import type { Logger } from '../log.js';
+import type { TokenHandle } from '../refresh/handle.js';
+import { closeServer, listenAt } from './listen.js';
+import { admitRequest, handleSafely, newHeaderScan } from './request-guard.js';
+import { routePublic } from './routes.js';
+import { createGuardedServer, DEFAULT_MAX_HEADER_BYTES } from './sockets.js';
+import type { MetricsSource, PublicState } from './types.js';
 
 /**
- * A listener that serves only `GET /metrics` (and `/healthz`), for Prometheus to scrape from
- * outside the pod while the token endpoint stays on loopback. It holds no token, so it needs no
- * `Tokend-Request` header and may bind a pod address.
+ * A listener for probes and scrapes from outside the pod while the token endpoint stays on
+ * loopback: `GET /healthz`, `GET /readyz` (same answers as the endpoint's) and `GET /metrics`. It
+ * serves no token and no `/v1/` route (404), so it needs no `Tokend-Request` header and may bind a
+ * pod address.
  */
 export interface MetricsServer {
-  /** Resolves to `http://host:port` or `unix:/path`. */
+  /** Resolves to `http://host:port` or `unix:/path`; a failure names the `metricsListen` setting. */
   listen(addr: ListenAddress): Promise<string>;
+  /** Stops accepting and closes every connection. */
   close(): Promise<void>;
 }
 
-/** Creates the metrics-only listener; timeouts are short because scrapes are small and quick. */
-export function createMetricsServer(metrics: MetricsSource): MetricsServer {
-  const server = http.createServer({ requestTimeout: 10_000, headersTimeout: 5_000, maxHeaderSize: 8_192 }, (req, res) => {
-    const path = (req.url ?? '').split('?', 1)[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
-      return;
-    }
-    if (path === '/healthz') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
-      return;
-    }
-    if (path !== '/metrics') {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: this listener serves /metrics only\n');
-      return;
-    }
-    metrics.render().then(
-      (text) => res.writeHead(200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store' }).end(text),
-      () => res.writeHead(500, { 'Content-Type': 'text/plain' }).end('metrics unavailable\n'),
-    );
-  });
-  server.keepAliveTimeout = 5_000;
-  return {
-    async listen(addr) {
-      if (addr.kind === 'unix') await removeStaleSocket(addr.path, 'metricsListen');
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        const done = (): void => {
-          server.off('error', reject);
-          resolve();
-        };
-        if (addr.kind === 'unix') server.listen(addr.path, done);
-        else server.listen(addr.port, addr.host, done);
-      });
-      if (addr.kind === 'unix') return `unix:${addr.path}`;
-      const a = server.address() as AddressInfo;
-      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      return `http://${host}:${a.port}`;
+/** Options of {@link createMetricsServer}. Durations in milliseconds. */
+export interface MetricsServerOptions {
+  readonly metrics: MetricsSource;
+  /** The configured tokens, for /readyz. */
+  readonly handles: ReadonlyMap<string, TokenHandle>;
+  readonly logger: Logger;
+  /** Time a client has, from connecting, to send the request line and headers. Default 5 000. */
+  readonly headersTimeoutMs?: number | undefined;
+  /** Time a client has to send the whole request. Default 10 000. */
+  readonly requestTimeoutMs?: number | undefined;
+}
+
+/** Creates the probe-and-metrics listener; the same connection limits as the endpoint. */
+export function createMetricsServer(opts: MetricsServerOptions): MetricsServer {
+  const state: PublicState = {
+    handles: opts.handles,
+    metrics: opts.metrics,
+    logger: opts.logger,
+    scan: newHeaderScan(),
+    closing: false,
+  };
+  const server = createGuardedServer(
+    {
+      headersTimeoutMs: opts.headersTimeoutMs ?? 5_000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      keepAliveTimeoutMs: 5_000,
+      maxHeaderSize: DEFAULT_MAX_HEADER_BYTES,
+      maxUrlLength: 2_048,
     },
+    (req, res) => handleSafely(state, req, res, handleProbe),
+  );
+  let closed: Promise<void> | undefined;
+  return {
+    listen: (addr) => listenAt(server, addr, 'metricsListen'),
     close() {
-      return new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      state.closing = true;
+      // Scrapes are short and carry nothing worth waiting for.
+      closed ??= closeServer(server, 0);
+      return closed;
     },
   };
+}
+
+function handleProbe(state: PublicState, req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (admitRequest(state, req, res)) routePublic(state, req, res, req.url ?? '');
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readdir, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -87,10 +87,11 @@ export type LimitedRead =
 
 /**
  * Reads a file that may have been tampered with: never follows a symlink, never blocks on a FIFO,
- * refuses anything but a regular file and reads at most maxBytes (bytes). Missing is not an
- * error; other I/O errors (EACCES, EIO) are thrown.
+ * refuses anything but a regular file and reads at most maxBytes (bytes). With ownerUid, a file
+ * owned by another user is refused too. Missing is not an error; other I/O errors (EACCES, EIO)
+ * are thrown.
  */
-export async function readFileLimited(path: string, maxBytes: number): Promise<LimitedRead> {
+export async function readFileLimited(path: string, maxBytes: number, ownerUid?: number): Promise<LimitedRead> {
   let fh;
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -103,6 +104,9 @@ export async function readFileLimited(path: string, maxBytes: number): Promise<L
   try {
     const st = await fh.stat();
     if (!st.isFile()) return { kind: 'invalid', reason: 'is not a regular file' };
+    // In a shared (sticky, world-writable) directory anyone can create a file under a name tokend
+    // has not written yet: only files of tokend's own user are believed.
+    if (ownerUid !== undefined && st.uid !== ownerUid) return { kind: 'invalid', reason: "is not owned by tokend's user" };
     if (st.size > maxBytes) return { kind: 'invalid', reason: `is larger than ${maxBytes} bytes` };
     // Read one byte past the limit: the file may have grown since fstat.
     const buf = Buffer.alloc(maxBytes + 1);
@@ -137,13 +141,15 @@ export async function probeWritable(dir: string): Promise<void> {
 
 /**
  * Removes temp files a crash left in dir (regular files only, matched by isTempName). Returns
- * the names removed. Assumes one tokend writes the directory, as the file store does.
+ * the names removed. Assumes one tokend writes the directory, as the file store does. With
+ * ownerUid (a shared sticky directory), only that user's temp files are touched.
  */
-export async function removeTempFiles(dir: string): Promise<string[]> {
+export async function removeTempFiles(dir: string, ownerUid?: number): Promise<string[]> {
   const removed: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (!entry.isFile() || !isTempName(entry.name)) continue;
     try {
+      if (ownerUid !== undefined && (await lstat(join(dir, entry.name))).uid !== ownerUid) continue;
       await unlink(join(dir, entry.name));
       removed.push(entry.name);
     } catch (err) {

@@ -11,19 +11,6 @@ import { MAX_TOKEN_CHARS, type AccessToken } from '../token.js';
 /** Largest stored entry (metadata or state document) tokend reads or writes: 64 KiB, in bytes. */
 export const MAX_ENTRY_BYTES = 64 * 1024;
 
-
-/** Version of the refresh-token state document written by encodeState. */
-export const STATE_VERSION = 1;
-
-/** A refresh token as stored, with the seed it descends from. */
-export interface RefreshState {
-  readonly refreshToken: string;
-  /** SHA-256 (hex) of the configured seed, when the token descends from one. */
-  readonly seedHash: string | undefined;
-  /** When it was written (ms since epoch; stored at second precision). */
-  readonly updatedAt: number;
-}
-
 // RFC 6749 Appendix A: access_token and refresh_token are 1*VSCHAR (%x20-7E), which also keeps
 // newlines out of the raw token file and out of any header a service builds from it.
 const VSCHAR = /^[\x20-\x7e]+$/;
@@ -158,62 +145,100 @@ function checkGrantKey(v: unknown): string {
 }
 
 /**
- * Encodes refresh-token state as `{"version":1,"refresh_token","seed_hash","updated_at"}`
- * (`seed_hash` null when there is none, `updated_at` in whole Unix seconds). Throws
- * TokendError('STORE_UNAVAILABLE') for a value decodeState would refuse.
+ * The codec's metadata plus `expires_at_ms` and `obtained_at_ms` (file `NAME.json` and Redis
+ * `:meta`). Whole seconds are enough for a service reading the token, but the store compares
+ * expiries to drop stale writes, and replicas schedule their refresh from an adopted token's times:
+ * rounded down, an equal expiry would look older and a replica would refresh up to a second early.
  */
-export function encodeState(state: RefreshState): string {
-  const text = JSON.stringify({
-    version: STATE_VERSION,
-    refresh_token: checkSecret(state.refreshToken, 'refresh_token'),
-    seed_hash: checkSeedHash(state.seedHash) ?? null,
-    updated_at: toSeconds(checkMs(state.updatedAt, 'updated_at')),
-  });
+export function encodeMetaMs(token: AccessToken): string {
+  const doc = JSON.parse(encodeMeta(token)) as Record<string, unknown>;
+  return JSON.stringify({ ...doc, expires_at_ms: Math.floor(token.expiresAt), obtained_at_ms: Math.floor(token.obtainedAt) });
+}
+
+/** decodeMeta, refined by the millisecond fields when they agree with the whole seconds (else ignored). */
+export function decodeMetaMs(text: string): AccessToken {
+  const token = decodeMeta(text);
+  const doc = JSON.parse(text) as { expires_at_ms?: unknown; obtained_at_ms?: unknown };
+  const refine = (ms: unknown, secondsMs: number): number =>
+    typeof ms === 'number' && Number.isSafeInteger(ms) && ms >= secondsMs && ms < secondsMs + 1000 ? ms : secondsMs;
+  return { ...token, expiresAt: refine(doc.expires_at_ms, token.expiresAt), obtainedAt: refine(doc.obtained_at_ms, token.obtainedAt) };
+}
+
+/** A grant intent as stored (see store.ts GrantIntent). */
+export interface IntentDoc {
+  readonly holder: string;
+  readonly presented: string;
+  readonly at: number;
+}
+
+/**
+ * The refresh-token state document of one token (file `STATEDIR/NAME.state.json`, Redis
+ * `PREFIX+NAME:state`): the chain's refresh token (absent in a tombstone, or while only an intent
+ * is recorded for a seed), its seed, a revocation tombstone, the uncommitted grant intent.
+ */
+export interface StateDoc {
+  /** As stored: the Redis store passes it encrypted (`enc:v1:...`) when a key is configured. */
+  readonly refreshToken?: string | undefined;
+  readonly seedHash?: string | undefined;
+  readonly revoked?: boolean | undefined;
+  readonly intent?: IntentDoc | undefined;
+  /** When it was written (ms since epoch; stored at second precision). */
+  readonly updatedAt: number;
+}
+
+/** Version of the state document; one version for the refresh-token state, tombstones and intents. */
+export const STATE_VERSION = 1;
+
+const HOLDER_RE = /^[\x21-\x7e]{1,128}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function checkIntent(value: unknown): IntentDoc | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) invalid('intent is not an object');
+  const v = value as Record<string, unknown>;
+  if (typeof v.holder !== 'string' || !HOLDER_RE.test(v.holder)) invalid('intent.holder is not a short printable string');
+  if (typeof v.presented !== 'string' || !SHA256_HEX.test(v.presented)) invalid('intent.presented is not a SHA-256 hex digest');
+  return { holder: v.holder, presented: v.presented, at: checkMs(v.at, 'intent.at') };
+}
+
+/**
+ * Encodes a state document: `{"version":1,"refresh_token"?,"seed_hash","updated_at","revoked"?,
+ * "intent"?}` (`seed_hash` null when there is none, `updated_at` in whole Unix seconds, `intent`
+ * as `{"holder","presented","at"}` with `at` in ms). A tombstone never carries a refresh token.
+ * Throws TokendError('STORE_UNAVAILABLE') for a value decodeStateDoc would refuse, so nothing is
+ * written that cannot be read back.
+ */
+export function encodeStateDoc(doc: StateDoc): string {
+  const out: Record<string, unknown> = { version: STATE_VERSION };
+  if (doc.refreshToken !== undefined && !doc.revoked) out.refresh_token = checkSecret(doc.refreshToken, 'refresh_token');
+  out.seed_hash = checkSeedHash(doc.seedHash) ?? null;
+  out.updated_at = toSeconds(checkMs(doc.updatedAt, 'updated_at'));
+  if (doc.revoked) out.revoked = true;
+  const intent = checkIntent(doc.intent);
+  if (intent !== undefined) out.intent = { holder: intent.holder, presented: intent.presented, at: Math.floor(intent.at) };
+  const text = JSON.stringify(out);
   checkSize(text);
   return text;
 }
 
 /**
- * Decodes and validates a state document written by encodeState (`updatedAt` in ms since epoch).
- * Throws TokendError('STORE_UNAVAILABLE') with a content-free reason when it is invalid or of
- * another version.
+ * Decodes and validates a state document (also those written before intents existed, and the
+ * older tombstones). Throws TokendError('STORE_UNAVAILABLE') with a content-free reason when it is
+ * invalid or of another version. Unknown fields (Redis's old `generation`) are ignored.
  */
-export function decodeState(text: string): RefreshState {
+export function decodeStateDoc(text: string): StateDoc {
   const doc = parseObject(text);
   if (doc.version !== STATE_VERSION) invalid(`version is not ${STATE_VERSION}`);
+  const revoked = doc.revoked === true;
+  if (doc.revoked !== undefined && typeof doc.revoked !== 'boolean') invalid('revoked is not a boolean');
+  const refreshToken = revoked || doc.refresh_token === undefined ? undefined : checkSecret(doc.refresh_token, 'refresh_token');
+  const intent = checkIntent(doc.intent);
+  if (!revoked && refreshToken === undefined && intent === undefined) invalid('refresh_token is missing');
   return {
-    refreshToken: checkSecret(doc.refresh_token, 'refresh_token'),
+    refreshToken,
     seedHash: checkSeedHash(doc.seed_hash),
+    revoked: revoked ? true : undefined,
+    intent,
     updatedAt: Math.round(checkUnixSeconds(doc.updated_at, 'updated_at') * 1000),
   };
-}
-
-/**
- * A revocation tombstone, kept where the refresh-token state was (`tokend revoke`), so that no
- * process writes back or presents a refresh token of that chain again:
- * `{"version":1,"revoked":true,"seed_hash","updated_at"}` (+ `generation` in Redis).
- */
-export function encodeTombstone(seedHash: string | undefined, updatedAtMs: number, generation?: number): string {
-  return JSON.stringify({
-    version: STATE_VERSION,
-    revoked: true,
-    seed_hash: seedHash ?? null,
-    updated_at: Math.floor(updatedAtMs / 1000),
-    ...(generation !== undefined ? { generation } : {}),
-  });
-}
-
-/** Decodes a tombstone; undefined for any other text (a state document, or garbage for decodeState to report). */
-export function decodeTombstone(text: string): { seedHash: string | undefined; generation: number } | undefined {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof doc !== 'object' || doc === null || (doc as { revoked?: unknown }).revoked !== true) return undefined;
-  const d = doc as { seed_hash?: unknown; generation?: unknown };
-  const seedHash = typeof d.seed_hash === 'string' && /^[0-9a-f]{64}$/.test(d.seed_hash) ? d.seed_hash : undefined;
-  const generation = Number.isSafeInteger(d.generation) && (d.generation as number) >= 0 ? (d.generation as number) : 0;
-  return { seedHash, generation };
 }

@@ -4,7 +4,7 @@ import { EVENTS, type Logger } from '../log.js';
 import { loadEncryptionKey } from './crypto.js';
 import { FileStore } from './file.js';
 import { MemoryStore } from './memory.js';
-import { RedisStore } from './redis.js';
+import { RedisStore } from './redis/store.js';
 import type { CorruptionReporter, TokenStore } from './store.js';
 
 /** Builds the store the config names. The store is not initialised yet. */
@@ -15,7 +15,14 @@ export async function createStore(cfg: StoreConfig, logger: Logger): Promise<Tok
     case 'memory':
       return new MemoryStore();
     case 'file':
-      return new FileStore({ dir: cfg.dir, mode: cfg.mode, stateDir: cfg.stateDir, onCorrupt });
+      return new FileStore({
+        dir: cfg.dir,
+        mode: cfg.mode,
+        stateDir: cfg.stateDir,
+        onCorrupt,
+        onWatchFallback: (dir, reason) =>
+          logger.warn({ dir, reason }, 'cannot watch the directory with inotify; polling it every 5 s instead'),
+      });
     case 'redis': {
       const password = cfg.password ? await readSecret(cfg.password, 'store.password') : undefined;
       const encryptionKey = cfg.encryptionKeyFile ? await loadEncryptionKey(cfg.encryptionKeyFile) : undefined;

@@ -1,314 +1,292 @@
-import { chmod, mkdir, stat, unlink } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
+import { parseFileMode } from '../config/fields.js';
 import { TokendError } from '../errors.js';
-import { MAX_TOKEN_CHARS, TOKEN_NAME_RE, type AccessToken } from '../token.js';
-import { fsyncDir, probeWritable, readFileLimited, removeTempFiles, writeFileAtomic } from './atomic.js';
-import { decodeMeta, decodeState, decodeTombstone, encodeMeta, encodeState, encodeTombstone, MAX_ENTRY_BYTES } from './codec.js';
-import { DEFAULT_FILE_MODE, type CorruptionReporter, type StoredState, type TokenStore } from './store.js';
+import { isUsable, withDeadline } from '../token.js';
+import { prepareDir } from './dir-safety.js';
+import { FileEntries, STATE_DIR_MODE, STATE_FILE_MODE } from './file-entries.js';
+import { DirWatcher } from './file-watch.js';
+import { LocalLeases } from './lease-local.js';
+import { apply, writeBackVerdict } from './memory.js';
+import { assertTokenName } from './names.js';
+import {
+  DEFAULT_FILE_MODE,
+  type CorruptionReporter,
+  type Lease,
+  type LeaseOutcome,
+  type StoredState,
+  type StoreUpdate,
+  type TokenStore,
+  type WriteBackResult,
+} from './store.js';
 
-export { DEFAULT_FILE_MODE };
+export { DEFAULT_FILE_MODE, STATE_DIR_MODE, STATE_FILE_MODE };
 
 /** Mode of a token directory tokend has to create. */
 export const DIR_MODE = 0o755;
-/** Mode of the state directory and of every refresh-token state file, whatever `mode` says. */
-export const STATE_DIR_MODE = 0o700;
-/** Mode of refresh-token state files. */
-export const STATE_FILE_MODE = 0o600;
-
-// readEntry's answer for a file that exists but was unusable and has been reported already.
-const REPORTED = Symbol('reported');
 
 /** Options of FileStore. */
 export interface FileStoreOptions {
   /** Directory services read tokens from: `DIR/NAME` (raw token) and `DIR/NAME.json`. */
   readonly dir: string;
   /**
-   * Permission bits of `NAME` and `NAME.json`. Default 0o600; e.g. 0o640 for a shared volume with
-   * an fsGroup. Group/other write or execute bits are refused.
+   * Permission bits of `NAME` and `NAME.json`: 0o600 (default) or 0o640 (a shared volume with an
+   * fsGroup). The config schema validates it; the store asserts the same rule (parseFileMode).
    */
   readonly mode?: number | undefined;
   /** Where refresh-token state files live (always 0o700 / 0o600). Default `DIR/.state`. */
   readonly stateDir?: string | undefined;
   /** Told about every corrupt entry found by load (which is then treated as absent). */
   readonly onCorrupt?: CorruptionReporter | undefined;
-  /** Clock for the state files' `updated_at`. Default systemClock. */
+  /** Told when inotify cannot watch a directory and the store polls instead. */
+  readonly onWatchFallback?: ((dir: string, reason: string) => void) | undefined;
+  /** Clock for `updated_at`, intents and usability. Default systemClock. */
   readonly clock?: Clock | undefined;
+  /** Default: a random UUID. */
+  readonly holderId?: string | undefined;
 }
 
-function errnoCode(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : 'error';
-}
-
-function unavailable(message: string, cause: unknown): TokendError {
-  // errno code only: a Node error message repeats the path but a codec one is already content-free.
-  const detail = cause instanceof TokendError ? cause.message : errnoCode(cause);
-  return new TokendError('STORE_UNAVAILABLE', `${message} (${detail})`, { cause });
-}
+type Watcher = (state: StoredState) => void;
 
 /**
- * Writes tokens to a directory, like Vault Agent's file sink. `DIR/NAME` holds the raw access
- * token (no trailing newline, so `cat` works), `DIR/NAME.json` the metadata
- * (`{"access_token","token_type","expires_at","obtained_at","scope"?}`, Unix seconds), and
- * `STATEDIR/NAME.state.json` the refresh token, never group- or world-readable. Every file is
- * replaced atomically (temp file, fchmod, fsync, rename, directory fsync). Only the newest access
- * token is written: a save whose expiresAt is not later than the last one written or loaded for
- * that name is dropped. Operations on one name are serialized.
+ * Writes tokens to a directory, like Vault Agent's file sink: `DIR/NAME` holds the raw access
+ * token (no trailing newline, so `cat` works), `DIR/NAME.json` its metadata, and
+ * `STATEDIR/NAME.state.json` the refresh token, its seed, a revocation tombstone or a grant intent,
+ * never group- or world-readable. Every file is replaced atomically (temp file, fchmod, fsync,
+ * rename, directory fsync); a commit writes the state file first, then NAME.json, then NAME.
+ *
+ * The lease is in-process (one tokend writes a directory): holders of one name queue, each lease
+ * gets a new fence. Operations on one name are serialized. watch() hears this process's writes at
+ * once and other processes' writes (`tokend revoke` beside a running daemon) through inotify.
+ * The merge rules are the protocol's own (memory.ts apply / writeBackVerdict).
  */
 export class FileStore implements TokenStore {
-  readonly kind = 'file' as const;
+  readonly description: string;
+  readonly holderId: string;
   readonly dir: string;
   readonly stateDir: string;
   readonly mode: number;
-  private readonly onCorrupt: CorruptionReporter;
   private readonly clock: Clock;
-  /** expiresAt (ms) and grantKey of the newest access token written or loaded, per name. */
-  private readonly newest = new Map<string, { expiresAt: number; grantKey: string | undefined }>();
+  private readonly onCorrupt: CorruptionReporter;
+  private entries: FileEntries;
+  private readonly leases: LocalLeases;
   /** Tail of each name's operation queue (settled, never rejecting). */
   private readonly queues = new Map<string, Promise<void>>();
+  /** Per watched name, each watcher and a fingerprint of the state it was last told (no repeats). */
+  private readonly watchers = new Map<string, Map<Watcher, string | undefined>>();
+  private readonly reloading = new Set<string>();
+  private readonly reloadAgain = new Set<string>();
+  private readonly dirWatcher: DirWatcher;
+  private closed = false;
 
   constructor(opts: FileStoreOptions) {
     const mode = opts.mode ?? DEFAULT_FILE_MODE;
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777 || (mode & 0o133) !== 0 || (mode & 0o600) !== 0o600) {
-      throw new TokendError(
-        'CONFIG_INVALID',
-        `store.mode: ${mode.toString(8)} must give the owner read/write and nobody write or execute (e.g. 0600, 0640)`,
-      );
+    try {
+      parseFileMode(mode);
+    } catch (err) {
+      throw new TokendError('CONFIG_INVALID', `store.mode: ${Number(mode).toString(8)} ${(err as Error).message}`);
     }
     this.dir = opts.dir;
     this.stateDir = opts.stateDir ?? join(opts.dir, '.state');
     this.mode = mode;
-    this.onCorrupt = opts.onCorrupt ?? (() => undefined);
+    this.description = `file store ${this.dir}`;
+    this.holderId = opts.holderId ?? randomUUID();
     this.clock = opts.clock ?? systemClock;
+    this.onCorrupt = opts.onCorrupt ?? (() => undefined);
+    this.entries = this.makeEntries(undefined, undefined);
+    this.leases = new LocalLeases(this.holderId);
+    this.dirWatcher = new DirWatcher(
+      [this.dir, this.stateDir],
+      (names) => this.onDirChange(names),
+      opts.onWatchFallback ?? (() => undefined),
+    );
   }
 
   /**
-   * Creates the token directory (0o755) and the state directory (0o700) when missing, proves
-   * both writable with a probe file and removes temp files a crash left behind. Rejects with
-   * STORE_UNAVAILABLE naming the directory.
+   * Creates the token directory (0o755) and the state directory (0o700) when missing, refuses
+   * unsafe ones (world-writable without the sticky bit, here or above: CONFIG_INVALID), proves both
+   * writable and removes temp files a crash left behind (STORE_UNAVAILABLE naming the directory).
    */
   async init(): Promise<void> {
-    await this.prepareDir(this.dir, DIR_MODE);
-    await this.prepareDir(this.stateDir, STATE_DIR_MODE);
+    const dir = await prepareDir(this.dir, DIR_MODE, 'directory');
+    const state = await prepareDir(this.stateDir, STATE_DIR_MODE, 'state directory');
+    this.entries = this.makeEntries(dir.ownerUid, state.ownerUid);
   }
 
-  private async prepareDir(dir: string, mode: number): Promise<void> {
-    try {
-      const created = await mkdir(dir, { recursive: true, mode });
-      // mkdir's mode passes through the umask; set the leaf's exactly.
-      if (created !== undefined) await chmod(dir, mode);
-      if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-      await probeWritable(dir);
-      await removeTempFiles(dir);
-    } catch (err) {
-      throw unavailable(`file store: directory ${dir} is not a writable directory`, err);
-    }
-  }
-
-  /**
-   * Reads NAME.json (checked against NAME) and the state file. A corrupt entry is reported
-   * through onCorrupt and left out of the result; I/O errors reject with STORE_UNAVAILABLE.
-   */
+  /** What is stored for name; the access token only while usable, with this process's deadline. */
   load(name: string): Promise<StoredState> {
-    return this.serialized(name, async () => {
-      const access = await this.loadAccess(name);
-      const state = await this.loadState(name);
-      if (access !== undefined) {
-        const known = this.newest.get(name);
-        if (known === undefined || known.grantKey !== access.grantKey || access.expiresAt > known.expiresAt) {
-          this.newest.set(name, { expiresAt: access.expiresAt, grantKey: access.grantKey });
-        }
-      }
-      return { access, refreshToken: state?.refreshToken, seedHash: state?.seedHash, revoked: state?.revoked };
+    return this.serialized(name, async () => this.view(await this.entries.read(name)));
+  }
+
+  /** See TokenStore.withLease: always acquired here, after this process's earlier holders. */
+  withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
+    try {
+      this.assertName(name);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.leases.run(name, fn);
+  }
+
+  /** Durably (fsync) records the intent in the state file; rejects (disk full...) before any grant. */
+  recordIntent(lease: Lease, presentedHash: string): Promise<void> {
+    return this.serialized(lease.name, async () => {
+      this.leases.assertHolds(lease, this.description);
+      const s = await this.entries.read(lease.name);
+      const intent = { holder: lease.holder, presented: presentedHash, at: this.clock.now() };
+      await this.entries.writeState(lease.name, { ...s, intent });
     });
   }
 
-  /** Durably writes STATEDIR/NAME.state.json (mode 0o600) before resolving. */
-  saveRefreshToken(name: string, refreshToken: string, seedHash: string | undefined): Promise<void> {
-    return this.serialized(name, async () => {
-      const path = this.statePath(name);
-      let text: string;
-      try {
-        text = encodeState({ refreshToken, seedHash, updatedAt: this.clock.now() });
-      } catch (err) {
-        throw unavailable(`file store: refresh token for ${name} cannot be stored in ${path}`, err);
-      }
-      try {
-        await writeFileAtomic(path, text, { mode: STATE_FILE_MODE });
-      } catch (err) {
-        throw unavailable(`file store: cannot write ${path}`, err);
-      }
+  /** Removes the holder's intent for presentedHash, if it is still the one stored. */
+  clearIntent(lease: Lease, presentedHash: string): Promise<void> {
+    return this.serialized(lease.name, async () => {
+      this.leases.assertHolds(lease, this.description);
+      const s = await this.entries.read(lease.name);
+      if (s.intent?.holder !== lease.holder || s.intent.presented !== presentedHash) return;
+      await this.entries.writeState(lease.name, { ...s, intent: undefined });
     });
   }
 
-  /**
-   * Replaces NAME and NAME.json, unless a token expiring at the same time or later was already
-   * written or loaded for name (then the call resolves without writing).
-   */
-  saveAccessToken(name: string, token: AccessToken): Promise<void> {
-    return this.serialized(name, async () => {
-      const newest = this.newest.get(name);
-      // Stale only against a token of the same settings: after a config change the new one wins.
-      if (newest !== undefined && newest.grantKey === token.grantKey && !(token.expiresAt > newest.expiresAt)) return;
-      const rawPath = this.rawPath(name);
-      const metaPath = this.metaPath(name);
-      let meta: string;
-      try {
-        meta = encodeMeta(token);
-      } catch (err) {
-        throw unavailable(`file store: access token for ${name} cannot be stored in ${metaPath}`, err);
-      }
-      // Raw file first: it is what services read; a crash between the two renames leaves a
-      // pair that load reports as corrupt and the next write replaces.
-      for (const [path, data] of [
-        [rawPath, token.accessToken],
-        [metaPath, meta],
-      ] as const) {
-        try {
-          await writeFileAtomic(path, data, { mode: this.mode, syncDir: false });
-        } catch (err) {
-          throw unavailable(`file store: cannot write ${path}`, err);
-        }
-      }
-      try {
-        await fsyncDir(this.dir);
-      } catch (err) {
-        throw unavailable(`file store: cannot sync directory ${this.dir}`, err);
-      }
-      this.newest.set(name, { expiresAt: token.expiresAt, grantKey: token.grantKey });
+  /** The state file (refresh token, durably) first, then the access files; LEASE_LOST if the lease is gone. */
+  commit(lease: Lease, update: StoreUpdate): Promise<void> {
+    return this.serialized(lease.name, async () => {
+      this.leases.assertHolds(lease, this.description);
+      const s = await this.entries.read(lease.name);
+      await this.store(lease.name, s, apply(s, update));
     });
   }
 
-  /** Deletes NAME, NAME.json and the state file (missing ones are fine) and forgets the newest expiry. */
+  /** See TokenStore.writeBack. */
+  writeBack(name: string, supersedes: ReadonlySet<string>, update: StoreUpdate): Promise<WriteBackResult> {
+    return this.serialized(name, async () => {
+      const s = await this.entries.read(name);
+      const verdict = writeBackVerdict(s, supersedes, update);
+      if (verdict === 'written') await this.store(name, s, apply(s, update));
+      return verdict;
+    });
+  }
+
+  /** Deletes NAME and NAME.json; a refresh-token chain leaves a tombstone in the state file (written first). */
   remove(name: string): Promise<void> {
     return this.serialized(name, async () => {
-      // A refresh-token chain leaves a tombstone, so a daemon still running with the revoked
-      // refresh token in memory sees it before presenting it again.
-      const state = await this.loadState(name);
-      if (state !== undefined) {
-        const path = this.statePath(name);
-        try {
-          await writeFileAtomic(path, encodeTombstone(state.seedHash, this.clock.now()), { mode: STATE_FILE_MODE });
-        } catch (err) {
-          throw unavailable(`file store: cannot write ${path}`, err);
-        }
-      }
-      const gone = [this.rawPath(name), this.metaPath(name)];
-      if (state === undefined) gone.push(this.statePath(name)); // none, or corrupt (already reported)
-      for (const path of gone) {
-        try {
-          await unlink(path);
-        } catch (err) {
-          if (errnoCode(err) !== 'ENOENT') throw unavailable(`file store: cannot remove ${path}`, err);
-        }
-      }
-      for (const dir of new Set([this.dir, this.stateDir])) {
-        try {
-          await fsyncDir(dir);
-        } catch (err) {
-          throw unavailable(`file store: cannot sync directory ${dir}`, err);
-        }
-      }
-      this.newest.delete(name);
+      const s = await this.entries.read(name);
+      const chain = s.refreshToken !== undefined || s.seedHash !== undefined || s.revoked === true;
+      const next: StoredState = chain ? { revoked: true, seedHash: s.seedHash } : {};
+      await this.entries.writeState(name, next);
+      await this.entries.removeAccess(name);
+      this.tell(name, this.view(next));
     });
   }
 
-  /** Waits for queued operations to finish. */
+  /** See TokenStore.watch. Other processes' writes arrive through inotify on both directories. */
+  watch(name: string, onChange: (state: StoredState) => void): () => void {
+    this.assertName(name);
+    let set = this.watchers.get(name);
+    if (set === undefined) this.watchers.set(name, (set = new Map()));
+    // A function watching twice is one watcher; wrap it so each watch() is its own.
+    const watcher: Watcher = (state) => onChange(state);
+    set.set(watcher, undefined);
+    if (!this.closed) this.dirWatcher.start();
+    // The first call goes to this watcher alone, with the current state.
+    void this.load(name).then(
+      (state) => this.tellOne(set, watcher, state),
+      () => undefined,
+    );
+    return () => {
+      set.delete(watcher);
+      if (set.size === 0 && this.watchers.get(name) === set) this.watchers.delete(name);
+      if (this.watchers.size === 0) this.dirWatcher.stop();
+    };
+  }
+
+  /** Stops watching and waits for lease holders and queued operations. */
   async close(): Promise<void> {
+    this.closed = true;
+    this.dirWatcher.stop();
+    this.watchers.clear();
+    await this.leases.drain();
     await Promise.all([...this.queues.values()]);
   }
 
-  private rawPath(name: string): string {
-    return join(this.dir, name);
+  private makeEntries(dirOwner: number | undefined, stateOwner: number | undefined): FileEntries {
+    return new FileEntries({
+      dir: this.dir,
+      stateDir: this.stateDir,
+      mode: this.mode,
+      onCorrupt: this.onCorrupt,
+      clock: this.clock,
+      dirOwner,
+      stateOwner,
+    });
   }
 
-  private metaPath(name: string): string {
-    return join(this.dir, `${name}.json`);
+  /** Writes next over s: the state file first when the chain part changed, then the access files. */
+  private async store(name: string, s: StoredState, next: StoredState): Promise<void> {
+    if (chainKey(next) !== chainKey(s)) await this.entries.writeState(name, next);
+    if (next.access !== undefined && next.access !== s.access) await this.entries.writeAccess(name, next.access);
+    this.tell(name, this.view(next));
   }
 
-  private statePath(name: string): string {
-    return join(this.stateDir, `${name}.state.json`);
+  /** s as load returns it: the access token only while usable, with a monotonic deadline (its own, when this process obtained it). */
+  private view(s: StoredState): StoredState {
+    const access = s.access === undefined || s.access.deadline !== undefined ? s.access : withDeadline(s.access, this.clock);
+    return { ...s, access: isUsable(access, this.clock) ? access : undefined };
   }
 
-  private async loadAccess(name: string): Promise<AccessToken | undefined> {
-    const metaPath = this.metaPath(name);
-    const rawPath = this.rawPath(name);
-    const metaText = await this.readEntry(name, metaPath, MAX_ENTRY_BYTES);
-    const rawText = await this.readEntry(name, rawPath, MAX_TOKEN_CHARS);
-    if (metaText === REPORTED || rawText === REPORTED) return undefined;
-    if (metaText === undefined) {
-      // A raw file without metadata: a crash during the very first write, or tampering.
-      if (rawText !== undefined) this.onCorrupt(name, metaPath, 'metadata file is missing');
-      return undefined;
-    }
-    let token: AccessToken;
-    try {
-      token = decodeMeta(metaText);
-    } catch (err) {
-      this.onCorrupt(name, metaPath, err instanceof TokendError ? err.message : 'invalid');
-      return undefined;
-    }
-    if (rawText === undefined) {
-      this.onCorrupt(name, rawPath, 'raw token file is missing');
-      return undefined;
-    }
-    if (rawText !== token.accessToken) {
-      this.onCorrupt(name, rawPath, `raw token file disagrees with ${name}.json`);
-      return undefined;
-    }
-    return token;
-  }
-
-  private async loadState(
-    name: string,
-  ): Promise<{ refreshToken: string | undefined; seedHash: string | undefined; revoked?: true } | undefined> {
-    const path = this.statePath(name);
-    const text = await this.readEntry(name, path, MAX_ENTRY_BYTES);
-    if (text === undefined || text === REPORTED) return undefined;
-    const tombstone = decodeTombstone(text);
-    if (tombstone) return { refreshToken: undefined, seedHash: tombstone.seedHash, revoked: true };
-    try {
-      const state = decodeState(text);
-      return { refreshToken: state.refreshToken, seedHash: state.seedHash };
-    } catch (err) {
-      this.onCorrupt(name, path, err instanceof TokendError ? err.message : 'invalid');
-      return undefined;
+  private onDirChange(names: readonly string[] | 'all'): void {
+    for (const name of names === 'all' ? [...this.watchers.keys()] : names) {
+      if (this.watchers.has(name)) this.reload(name);
     }
   }
 
-  /** The file's text; undefined when missing, REPORTED when unusable (and reported). */
-  private async readEntry(name: string, path: string, maxBytes: number): Promise<string | undefined | typeof REPORTED> {
-    let read;
-    try {
-      read = await readFileLimited(path, maxBytes);
-    } catch (err) {
-      throw unavailable(`file store: cannot read ${path}`, err);
+  /** One reload per name at a time; a change arriving meanwhile triggers one more afterwards. */
+  private reload(name: string): void {
+    if (this.reloading.has(name)) {
+      this.reloadAgain.add(name);
+      return;
     }
-    if (read.kind === 'missing') return undefined;
-    if (read.kind === 'invalid') {
-      this.onCorrupt(name, path, read.reason);
-      return REPORTED;
-    }
-    if (read.data.length === 0) {
-      this.onCorrupt(name, path, 'file is empty');
-      return REPORTED;
-    }
-    try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(read.data);
-    } catch {
-      this.onCorrupt(name, path, 'file is not valid UTF-8');
-      return REPORTED;
+    this.reloading.add(name);
+    void this.load(name)
+      .then((state) => this.tell(name, state), () => undefined)
+      .finally(() => {
+        this.reloading.delete(name);
+        if (this.reloadAgain.delete(name) && !this.closed) this.reload(name);
+      });
+  }
+
+  /** Calls every watcher of name with state, unless it is what that watcher was last told. */
+  private tell(name: string, state: StoredState): void {
+    const set = this.watchers.get(name);
+    if (set === undefined) return;
+    for (const watcher of [...set.keys()]) this.tellOne(set, watcher, state);
+  }
+
+  private tellOne(set: Map<Watcher, string | undefined>, watcher: Watcher, state: StoredState): void {
+    // An intent alone is not announced (as in every store): it changes nothing a watcher serves.
+    const key = `${chainKey({ ...state, intent: undefined })}|${state.access?.accessToken ?? ''}|${state.access?.expiresAt ?? ''}`;
+    if (this.closed || !set.has(watcher) || set.get(watcher) === key) return;
+    set.set(watcher, key);
+    queueMicrotask(() => {
+      if (set.has(watcher)) watcher(state);
+    });
+  }
+
+  private assertName(name: string): void {
+    assertTokenName(name, this.description);
+    // NAME.json is the metadata file of NAME: a token named like that would share it.
+    if (name.endsWith('.json')) {
+      throw new TokendError('CONFIG_INVALID', `${this.description}: token name ${JSON.stringify(name)} ends in .json, which the file store cannot use`);
     }
   }
 
   /** Runs op after every earlier operation on name, so writes for one name never interleave. */
   private serialized<T>(name: string, op: () => Promise<T>): Promise<T> {
-    if (!TOKEN_NAME_RE.test(name) || name.endsWith('.json')) {
-      // A name ending in .json would share a file with another token's metadata.
-      return Promise.reject(
-        new TokendError('STORE_UNAVAILABLE', `file store: token name ${JSON.stringify(name)} cannot be used as a file name`),
-      );
+    try {
+      this.assertName(name);
+    } catch (err) {
+      return Promise.reject(err);
     }
     const previous = this.queues.get(name) ?? Promise.resolve();
     const run = previous.then(op);
@@ -322,4 +300,9 @@ export class FileStore implements TokenStore {
     });
     return run;
   }
+}
+
+/** The chain part of a state (what the state file holds), as a comparable string. */
+function chainKey(s: StoredState): string {
+  return JSON.stringify([s.refreshToken ?? null, s.seedHash ?? null, s.revoked === true, s.intent ?? null]);
 }

@@ -41,7 +41,9 @@ describe('tokend command line', () => {
     const port = await freePort();
     const r = await runCli(['check', '--config', config('', `http://127.0.0.1:${port}`)], { env: { ORDERS_SECRET: 'x' } });
     expect(r.code).toBe(1);
-    expect(r.stdout + r.stderr).toMatch(/orders.*unreachable/i);
+    // Named precisely: the URL tried and what happened; and "config ok" only when every check passed.
+    expect(r.stdout).toMatch(/FAIL token "orders": discovery failed: GET http:\/\/127\.0\.0\.1:\d+\/\.well-known\/openid-configuration: connection refused/);
+    expect(r.stdout).not.toContain('config ok');
   });
 
   it('run and check: exit 2 with one line per problem naming the field, and no stack trace', async () => {

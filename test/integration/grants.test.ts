@@ -8,6 +8,7 @@ import { systemClock } from '../../src/clock.js';
 import type { TokenConfig } from '../../src/config/types.js';
 import { TokendError } from '../../src/errors.js';
 import { createTokenSource } from '../../src/oauth/grants.js';
+import { createIdpRegistry } from '../../src/oauth/idp-registry.js';
 import { FakeClock } from '../support/fake-clock.js';
 import {
   generateClientKey,
@@ -17,6 +18,7 @@ import {
   type DevIdp,
   type ProxiedIdp,
 } from '../support/idp.js';
+import { GRANT_SERVERS, type GrantServer } from '../support/grant-servers.js';
 
 const SECRET = 'cc-secret-0123456789';
 const ecKey = generateClientKey('ES256', 'k-es256');
@@ -59,12 +61,31 @@ function cfg(overrides: Partial<TokenConfig> & Pick<TokenConfig, 'clientId'>): T
   return testTokenConfig({ name: 'orders', issuer: idp.issuer, ...overrides });
 }
 
-describe('client_credentials', () => {
-  it('obtains a Bearer token with client_secret_basic and stamps expiresAt from expires_in with the injected clock', async () => {
-    const clock = new FakeClock(Date.UTC(2030, 0, 1));
-    const source = createTokenSource(cfg({ clientId: 'cc-basic', clientSecret: { kind: 'literal', value: SECRET }, scope: 'api:read' }), {
-      clock,
+describe.each(GRANT_SERVERS)('grants against $name', (kind) => {
+  let server: GrantServer;
+  beforeAll(async () => {
+    server = await kind.start({
+      clients: [
+        { clientId: 'cc-basic', clientSecret: SECRET },
+        { clientId: 'cc-post', clientSecret: SECRET, auth: 'client_secret_post' },
+        // RFC 3986 unreserved characters other than letters and digits: sent as they are.
+        { clientId: 'tokend-client', clientSecret: 'se-cr_et.va~lue' },
+        // Reserved characters: form-urlencoded (RFC 6749 §2.3.1), which only a decoding server undoes.
+        { clientId: 'team:orders', clientSecret: SECRET },
+        { clientId: 'pct-client', clientSecret: 'p%2Fss+w:rd' },
+      ],
     });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  const at = (overrides: Partial<TokenConfig> & Pick<TokenConfig, 'clientId'>): TokenConfig =>
+    testTokenConfig({ name: 'orders', ...server.endpoint, ...overrides });
+  const literal = (value: string) => ({ kind: 'literal' as const, value });
+
+  it('client_credentials with client_secret_basic: a Bearer token whose expiresAt comes from expires_in and the injected clock', async () => {
+    const clock = new FakeClock(Date.UTC(2030, 0, 1));
+    const source = createTokenSource(at({ clientId: 'cc-basic', clientSecret: literal(SECRET), scope: 'api:read' }), { clock });
     const { token, refreshToken } = await source.obtain(undefined);
     expect(token.accessToken.length).toBeGreaterThan(10);
     expect(token.tokenType).toBe('Bearer');
@@ -74,10 +95,10 @@ describe('client_credentials', () => {
     expect(refreshToken).toBeUndefined();
   });
 
-  it('obtains a token with client_secret_post, reading the secret file on every grant', async () => {
-    const secretFile = join(dir, 'post-secret');
+  it('client_credentials with client_secret_post, reading the secret file on every grant', async () => {
+    const secretFile = join(dir, `post-secret-${kind.name}`);
     writeFileSync(secretFile, 'wrong-secret\n');
-    const source = createTokenSource(cfg({ clientId: 'cc-post', clientAuth: 'client_secret_post', clientSecret: { kind: 'file', path: secretFile } }), {
+    const source = createTokenSource(at({ clientId: 'cc-post', clientAuth: 'client_secret_post', clientSecret: { kind: 'file', path: secretFile } }), {
       clock: systemClock,
     });
     const before = await source.credentialFingerprint();
@@ -91,6 +112,54 @@ describe('client_credentials', () => {
     expect(token.tokenType).toBe('Bearer');
   });
 
+  it('answers GRANT_PERMANENT invalid_client (HTTP 401) for a wrong secret, without echoing the secret', async () => {
+    const source = createTokenSource(at({ clientId: 'cc-basic', clientSecret: literal('not-the-secret') }), { clock: systemClock });
+    const err = await failure(source.obtain(undefined));
+    expect(err.code).toBe('GRANT_PERMANENT');
+    expect(err.oauthError).toBe('invalid_client');
+    expect(err.status).toBe(401);
+    expect(err.message).toContain('"orders"');
+    expect(err.message).not.toContain('not-the-secret');
+    expect(Object.keys(err)).not.toContain('cause');
+  });
+
+  it('client_secret_basic sends an id and secret made of unreserved characters (-_.~) as they are: both servers accept them', async () => {
+    const source = createTokenSource(at({ clientId: 'tokend-client', clientSecret: literal('se-cr_et.va~lue') }), { clock: systemClock });
+    const { token } = await source.obtain(undefined);
+    expect(token.tokenType).toBe('Bearer');
+  });
+
+  it('client_secret_basic form-urlencodes an id or secret with reserved characters (: % +): a decoding server accepts, a non-decoding one refuses', async () => {
+    for (const [clientId, secret] of [['team:orders', SECRET], ['pct-client', 'p%2Fss+w:rd']] as const) {
+      const source = createTokenSource(at({ clientId, clientSecret: literal(secret) }), { clock: systemClock });
+      const outcome = await source.obtain(undefined).then(
+        () => 'accepted',
+        (e: unknown) => (e as TokendError).oauthError,
+      );
+      // node-oauth2-server compares the Basic bytes undecoded; such clients must use client_secret_post there (docs/idp-dialects.md).
+      expect(outcome).toBe(server.decodesBasic ? 'accepted' : 'invalid_client');
+      const post = createTokenSource(at({ clientId, clientAuth: 'client_secret_post', clientSecret: literal(secret) }), { clock: systemClock });
+      if (!server.decodesBasic) expect((await post.obtain(undefined)).token.tokenType).toBe('Bearer');
+    }
+  });
+
+  it('refresh_token rotates: a new refresh token each time, and the consumed one is refused with GRANT_PERMANENT invalid_grant', async () => {
+    const seed = await server.mintRefreshToken('cc-basic');
+    const source = createTokenSource(at({ clientId: 'cc-basic', clientSecret: literal(SECRET), grant: 'refresh_token' }), { clock: systemClock });
+    const first = await source.obtain(seed);
+    expect(first.refreshToken).toBeDefined();
+    expect(first.refreshToken).not.toBe(seed);
+    const second = await source.obtain(first.refreshToken);
+    expect(second.refreshToken).not.toBe(first.refreshToken);
+
+    const err = await failure(source.obtain(seed));
+    expect(err.code).toBe('GRANT_PERMANENT');
+    expect(err.oauthError).toBe('invalid_grant');
+    expect(err.message).not.toContain(seed);
+  });
+});
+
+describe('oidc-provider only', () => {
   it('asks for scope and an RFC 8707 resource and gets a JWT access token whose aud is the resource', async () => {
     const source = createTokenSource(
       cfg({ clientId: 'cc-basic', clientSecret: { kind: 'literal', value: SECRET }, scope: 'api:read api:write', resource: 'https://orders.internal' }),
@@ -103,17 +172,25 @@ describe('client_credentials', () => {
     expect(claims.scope).toBe('api:read api:write');
   });
 
-  it('answers GRANT_PERMANENT invalid_client for a wrong secret, without echoing the secret', async () => {
-    const source = createTokenSource(cfg({ clientId: 'cc-basic', clientSecret: { kind: 'literal', value: 'not-the-secret' } }), {
-      clock: systemClock,
-    });
-    const err = await failure(source.obtain(undefined));
+  const rtConfig = (): TokenConfig =>
+    cfg({ clientId: 'cc-basic', clientSecret: { kind: 'literal', value: SECRET }, grant: 'refresh_token', scope: undefined });
+
+  it('revocation makes the IdP refuse the refresh token', async () => {
+    const seed = await idp.mintRefreshToken('cc-basic');
+    const source = createTokenSource(rtConfig(), { clock: systemClock });
+    const revocationsBefore = idp.stats().revocations;
+    await source.revoke(seed, 'refresh_token');
+    expect(idp.stats().revocations).toBe(revocationsBefore + 1);
+    const err = await failure(source.obtain(seed));
     expect(err.code).toBe('GRANT_PERMANENT');
-    expect(err.oauthError).toBe('invalid_client');
-    expect(err.status).toBe(401);
-    expect(err.message).toContain('"orders"');
-    expect(err.message).not.toContain('not-the-secret');
-    expect(Object.keys(err)).not.toContain('cause');
+    expect(err.oauthError).toBe('invalid_grant');
+  });
+
+  it('reads the seed from its file, trimmed', async () => {
+    const seedFile = join(dir, 'seed');
+    writeFileSync(seedFile, 'seed-value\n');
+    const source = createTokenSource({ ...rtConfig(), refreshToken: { kind: 'file', path: seedFile } }, { clock: systemClock });
+    expect(await source.readSeed()).toBe('seed-value');
   });
 });
 
@@ -174,44 +251,6 @@ describe('private_key_jwt', () => {
     expect(err.code).toBe('CONFIG_INVALID');
     expect(err.message).toContain('tokens.orders.privateKeyFile');
     expect(err.message).not.toContain('c2VjcmV0');
-  });
-});
-
-describe('refresh_token', () => {
-  const rtConfig = (): TokenConfig =>
-    cfg({ clientId: 'cc-basic', clientSecret: { kind: 'literal', value: SECRET }, grant: 'refresh_token', scope: undefined });
-
-  it('rotates: returns a new refresh token, and the consumed one is then refused with GRANT_PERMANENT invalid_grant', async () => {
-    const seed = await idp.mintRefreshToken('cc-basic');
-    const source = createTokenSource(rtConfig(), { clock: systemClock });
-    const first = await source.obtain(seed);
-    expect(first.refreshToken).toBeDefined();
-    expect(first.refreshToken).not.toBe(seed);
-    const second = await source.obtain(first.refreshToken);
-    expect(second.refreshToken).not.toBe(first.refreshToken);
-
-    const err = await failure(source.obtain(seed));
-    expect(err.code).toBe('GRANT_PERMANENT');
-    expect(err.oauthError).toBe('invalid_grant');
-    expect(err.message).not.toContain(seed);
-  });
-
-  it('revocation makes the IdP refuse the refresh token', async () => {
-    const seed = await idp.mintRefreshToken('cc-basic');
-    const source = createTokenSource(rtConfig(), { clock: systemClock });
-    const revocationsBefore = idp.stats().revocations;
-    await source.revoke(seed, 'refresh_token');
-    expect(idp.stats().revocations).toBe(revocationsBefore + 1);
-    const err = await failure(source.obtain(seed));
-    expect(err.code).toBe('GRANT_PERMANENT');
-    expect(err.oauthError).toBe('invalid_grant');
-  });
-
-  it('reads the seed from its file, trimmed', async () => {
-    const seedFile = join(dir, 'seed');
-    writeFileSync(seedFile, 'seed-value\n');
-    const source = createTokenSource({ ...rtConfig(), refreshToken: { kind: 'file', path: seedFile } }, { clock: systemClock });
-    expect(await source.readSeed()).toBe('seed-value');
   });
 });
 
@@ -278,9 +317,11 @@ describe('through a failing network (fault proxy)', () => {
     await proxied?.close();
   });
 
-  const proxiedSource = (timeoutMs = 500) =>
+  // A registry of its own per source: a Retry-After pause from one test must not reach the next.
+  const proxiedSource = (timeoutMs = 500, idpRegistry = createIdpRegistry()) =>
     createTokenSource(testTokenConfig({ name: 'flaky', clientId: 'cc', clientSecret: { kind: 'literal', value: SECRET }, issuer: proxied.issuer, timeoutMs }), {
       clock: systemClock,
+      idp: idpRegistry,
     });
 
   it('treats a 500 from the token endpoint as GRANT_TRANSIENT with the status', async () => {
@@ -296,13 +337,23 @@ describe('through a failing network (fault proxy)', () => {
     }
   });
 
-  it('treats a 429 as GRANT_TRANSIENT', async () => {
-    const source = proxiedSource();
+  it('treats a 429 as GRANT_TRANSIENT with its Retry-After, and sends no grant to that IdP while it is in force', async () => {
+    const idpRegistry = createIdpRegistry();
+    const source = proxiedSource(500, idpRegistry);
+    const other = proxiedSource(500, idpRegistry);
     await proxied.proxy.setMode('status429', /^\/token$/);
     try {
       const err = await failure(source.obtain(undefined));
       expect(err.code).toBe('GRANT_TRANSIENT');
       expect(err.status).toBe(429);
+      expect(err.retryAfterMs).toBe(1_000);
+      const before = proxied.proxy.count(/^\/token$/);
+      const paused = await failure(other.obtain(undefined));
+      expect(paused.code).toBe('GRANT_TRANSIENT');
+      expect(paused.reason).toBe('idp_paused');
+      expect(paused.retryAfterMs).toBeGreaterThan(0);
+      expect(paused.retryAfterMs).toBeLessThanOrEqual(1_000);
+      expect(proxied.proxy.count(/^\/token$/)).toBe(before);
     } finally {
       await proxied.proxy.setMode('pass');
     }

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hasCode } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { RedisStore, type RedisStoreOptions } from '../../src/store/redis.js';
+import { RedisStore, type RedisStoreOptions } from '../../src/store/redis/store.js';
 import type { Lease, StoredState } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { startRedis, type RedisHandle } from '../support/redis.js';
@@ -15,7 +15,12 @@ let admin: Redis;
 const stores: RedisStore[] = [];
 let prefix = '';
 let seq = 0;
-const logger = createLogger('warn', { write: () => undefined });
+let logLines: string[] = [];
+const logger = createLogger('info', { write: (line: string) => void logLines.push(line) });
+
+function logged(event: string): Array<Record<string, unknown>> {
+  return logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === event);
+}
 
 function makeStore(holderId: string, extra: Partial<RedisStoreOptions> = {}): RedisStore {
   const store = new RedisStore({ url: redis.url, prefix, leaseMs: LEASE_MS, holderId, logger, ...extra });
@@ -32,6 +37,10 @@ async function pair(): Promise<[RedisStore, RedisStore]> {
 
 function token(accessToken: string, lifetimeMs: number, now = Date.now()): AccessToken {
   return { accessToken, tokenType: 'Bearer', expiresAt: now + lifetimeMs, obtainedAt: now };
+}
+
+async function commitAs(store: RedisStore, name: string, access: AccessToken): Promise<void> {
+  await store.withLease(name, (lease) => store.commit(lease, { access }));
 }
 
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -58,6 +67,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   prefix = `l${++seq}:`;
+  logLines = [];
 });
 
 describe('refresh lease', () => {
@@ -65,7 +75,8 @@ describe('refresh lease', () => {
     const [a, b] = await pair();
     let bRan = false;
     const outer = await a.withLease('orders', async (lease) => {
-      expect(await admin.get(`${prefix}orders:lease`)).toBe('replica-a');
+      // The holder id and a nonce of this attempt.
+      expect(await admin.get(`${prefix}orders:lease`)).toMatch(/^tokend:replica-a:[0-9a-f]{16}$/);
       expect(await admin.get(`${prefix}orders:fence`)).toBe(String(lease.fence));
       const pttl = await admin.pttl(`${prefix}orders:lease`);
       expect(pttl).toBeGreaterThan(0);
@@ -230,26 +241,11 @@ describe('fenced commit', () => {
   it('keeps a newer stored access token but still stores the rotated refresh token', async () => {
     const [a] = await pair();
     const now = Date.now();
-    await a.saveAccessToken('orders', token('at-long', 300_000, now));
+    await a.withLease('orders', (lease) => a.commit(lease, { access: token('at-long', 300_000, now) }));
     await a.withLease('orders', (lease) => a.commit(lease, { access: token('at-short', 60_000, now), refreshToken: 'rt-rotated' }));
     const loaded = await a.load('orders');
     expect(loaded.access?.accessToken).toBe('at-long');
     expect(loaded.refreshToken).toBe('rt-rotated');
-  });
-
-  it('publishes {name, generation} on the events channel with every commit', async () => {
-    const [a] = await pair();
-    const sub = admin.duplicate();
-    sub.on('error', () => undefined);
-    try {
-      const got = deferred<string>();
-      sub.on('message', (_ch: string, msg: string) => got.resolve(msg));
-      await sub.subscribe(`${prefix}events`);
-      await a.withLease('orders', (lease) => a.commit(lease, { access: token('at-pub', 60_000), refreshToken: 'rt-pub' }));
-      expect(JSON.parse(await got.promise)).toEqual({ name: 'orders', generation: 1 });
-    } finally {
-      sub.disconnect();
-    }
   });
 });
 
@@ -277,19 +273,100 @@ describe('watch', () => {
     calls.length = 0;
     await admin.publish(`${prefix}events`, '{"name": 42}');
     await admin.publish(`${prefix}events`, 'x'.repeat(10_000));
-    await a.saveAccessToken('billing', token('at-billing', 60_000));
-    await a.saveAccessToken('orders', token('at-orders-1', 60_000));
+    await commitAs(a, 'billing', token('at-billing', 60_000));
+    await commitAs(a, 'orders', token('at-orders-1', 60_000));
     await until(() => calls.includes('at-orders-1'), 'the orders change to arrive', 5_000, 20);
     expect(calls).toEqual(['at-orders-1']);
     stop();
-    await a.saveAccessToken('orders', token('at-orders-2', 120_000));
+    await commitAs(a, 'orders', token('at-orders-2', 120_000));
     // Messages arrive in publish order: once a later billing change is seen, the orders one was too.
     const c2: string[] = [];
     const stop2 = b.watch('billing', (s) => c2.push(s.access?.accessToken ?? 'none'));
     await until(() => c2.includes('at-billing'), 'the initial billing state', 5_000, 20);
-    await a.saveAccessToken('billing', token('at-billing-2', 120_000));
+    await commitAs(a, 'billing', token('at-billing-2', 120_000));
     await until(() => c2.includes('at-billing-2'), 'the billing change to arrive', 5_000, 20);
     expect(calls).toEqual(['at-orders-1']);
     stop2();
   });
+});
+
+describe('a lease tokend did not set (issue 9.7)', () => {
+  const cases: Array<{ what: string; set: (key: string) => Promise<unknown>; ttl: (ttl: unknown) => boolean }> = [
+    { what: 'a value that is not a tokend holder, without expiry', set: (k) => admin.set(k, 'ops-maintenance\u0007lock'), ttl: (t) => t === -1 },
+    { what: 'a tokend-shaped value with a TTL longer than the lease', set: (k) => admin.set(k, 'tokend:replica-x:0011223344556677', 'PX', 600_000), ttl: (t) => typeof t === 'number' && t > LEASE_MS },
+    { what: 'a value that is not a tokend holder, with a short TTL', set: (k) => admin.set(k, 'someone-else', 'PX', LEASE_MS), ttl: (t) => typeof t === 'number' && t > 0 && t <= LEASE_MS },
+  ];
+
+  for (const c of cases) {
+    it(`distrusts ${c.what}: logged once at error level with holder and TTL; deleting the key resumes at once`, async () => {
+      const [a] = await pair();
+      await c.set(`${prefix}orders:lease`);
+      for (let i = 0; i < 3; i++) {
+        const out = await a.withLease('orders', async () => 'ran');
+        expect(out).toEqual({ acquired: false, distrusted: true, holderTtlMs: expect.any(Number) });
+        if (!out.acquired) {
+          expect(out.holderTtlMs).toBeGreaterThan(0);
+          expect(out.holderTtlMs).toBeLessThanOrEqual(LEASE_MS);
+        }
+      }
+      const lines = logged('lease.distrusted');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ level: 'error', token: 'orders', holder: expect.any(String), ttl_ms: expect.anything() });
+      expect(c.ttl(lines[0]!.ttl_ms)).toBe(true);
+      expect(String(lines[0]!.holder)).not.toMatch(/[^\x20-\x7e…]/);
+
+      await admin.del(`${prefix}orders:lease`);
+      expect(await a.withLease('orders', async () => 'ran')).toEqual({ acquired: true, value: 'ran' });
+    });
+  }
+
+  it('logs a distrusted holder bounded and printable, and a new episode again', async () => {
+    const [a] = await pair();
+    await admin.set(`${prefix}orders:lease`, `x${'\n'.repeat(10)}${'y'.repeat(500)}`);
+    await a.withLease('orders', async () => 'ran');
+    const [line] = logged('lease.distrusted');
+    expect(String(line?.holder).length).toBeLessThanOrEqual(65);
+    expect(String(line?.holder)).toMatch(/^x\?{10}y+…$/);
+    await admin.del(`${prefix}orders:lease`);
+    await a.withLease('orders', async () => 'ran');
+    await admin.set(`${prefix}orders:lease`, 'again');
+    await a.withLease('orders', async () => 'ran');
+    expect(logged('lease.distrusted')).toHaveLength(2);
+  });
+
+  it('trusts another replica’s lease: refused, not distrusted, nothing logged', async () => {
+    const [a, b] = await pair();
+    const out = await a.withLease('orders', () => b.withLease('orders', async () => 'ran'));
+    expect(out).toEqual({ acquired: true, value: { acquired: false, holderTtlMs: expect.any(Number) } });
+    expect(logged('lease.distrusted')).toEqual([]);
+  });
+});
+
+describe('a corrupt :fence key (issue 9.9)', () => {
+  for (const [what, corrupt] of [
+    ['a non-integer string', (k: string) => admin.set(k, 'not-a-number')],
+    ['an integer too large to count on', (k: string) => admin.set(k, '9'.repeat(30))],
+    ['a hash', (k: string) => admin.del(k).then(() => admin.hset(k, 'f', '1'))],
+  ] as const) {
+    it(`is restarted above any earlier fence from the current time, logged at error level, when it holds ${what}`, async () => {
+      const [a] = await pair();
+      const first = await a.withLease('orders', async (lease) => lease.fence);
+      await corrupt(`${prefix}orders:fence`);
+      const before = Date.now();
+      const out = await a.withLease('orders', async (lease) => {
+        await a.commit(lease, { access: token('at-after-repair', 60_000), refreshToken: 'rt-after-repair' });
+        return lease.fence;
+      });
+      expect(out.acquired).toBe(true);
+      if (!out.acquired || !first.acquired) return;
+      expect(out.value).toBeGreaterThan(first.value);
+      expect(out.value).toBeGreaterThanOrEqual(before);
+      expect((await a.load('orders')).refreshToken).toBe('rt-after-repair');
+      const lines = logged('store.corrupt');
+      expect(lines).toEqual([expect.objectContaining({ level: 'error', token: 'orders', what: `${prefix}orders:fence` })]);
+      // And it keeps counting from there.
+      const next = await a.withLease('orders', async (lease) => lease.fence);
+      expect(next.acquired && next.value).toBe(out.value + 1);
+    });
+  }
 });

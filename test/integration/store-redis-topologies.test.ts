@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { hasCode } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { RedisStore } from '../../src/store/redis.js';
+import { RedisStore } from '../../src/store/redis/store.js';
 import type { StoredState } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { startRedis, startSentinel } from '../support/redis.js';
@@ -19,7 +19,7 @@ function token(accessToken: string, lifetimeMs: number): AccessToken {
   return { accessToken, tokenType: 'Bearer', expiresAt: now + lifetimeMs, obtainedAt: now };
 }
 
-/** Lease, fenced commit, watch and read-back: the whole SharedStore surface, once. */
+/** Lease, fenced commit, watch and read-back: the store protocol's shared parts, once per topology. */
 async function exercise(a: RedisStore, b: RedisStore): Promise<void> {
   await Promise.all([a.init(), b.init()]);
   const seen: StoredState[] = [];

@@ -1,9 +1,11 @@
 /**
  * A reverse proxy placed between tokend and the dev IdP that can be told to misbehave, so tests
- * meet real network failures (refused connections, resets, hangs, 5xx) rather than mocked ones.
+ * meet real network failures (refused connections, resets, hangs, 5xx) rather than mocked ones;
+ * and a TCP proxy (startTcpFaultProxy) that cuts a connection at a chosen command, e.g. between a
+ * store and redis-server.
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 
 /**
  * - pass: forward to the target unchanged (Host header preserved)
@@ -131,6 +133,94 @@ export async function startFaultProxy(targetUrl?: string, opts: { port?: number 
       closed = true;
       if (server.listening) await stop();
       for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+/** Where a TCP cut falls relative to the matched client bytes. */
+export type CutPoint =
+  /** The matched bytes never reach the server: the command never ran. */
+  | 'before-forward'
+  /** The matched bytes reach the server and its answer is awaited, then dropped: the command ran, the reply is lost. */
+  | 'after-forward';
+
+/** A TCP proxy (e.g. between tokend and redis-server) that can cut a connection at a chosen command. */
+export interface TcpFaultProxy {
+  readonly port: number;
+  /** `redis://127.0.0.1:PORT/DB` */
+  url(db?: number): string;
+  /**
+   * Arms one cut: the next client chunk for which match returns true is cut at point (both sides
+   * of that connection are destroyed). Resolves once the cut happened. Other connections and
+   * chunks pass unchanged.
+   */
+  cutNext(match: (chunk: Buffer) => boolean, point: CutPoint): Promise<void>;
+  /** Connections cut so far. */
+  cuts(): number;
+  close(): Promise<void>;
+}
+
+/** Starts a TCP proxy on 127.0.0.1 (OS-chosen port) forwarding to 127.0.0.1:targetPort. */
+export async function startTcpFaultProxy(targetPort: number): Promise<TcpFaultProxy> {
+  let armed: { match: (chunk: Buffer) => boolean; point: CutPoint; done: () => void } | undefined;
+  let cutCount = 0;
+  const sockets = new Set<Socket>();
+
+  const server = createTcpServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    let cutting: (() => void) | undefined;
+    const cut = (): void => {
+      cutCount++;
+      client.destroy();
+      upstream.destroy();
+      cutting?.();
+    };
+    client.on('data', (chunk: Buffer) => {
+      const a = armed;
+      if (a !== undefined && a.match(chunk)) {
+        armed = undefined;
+        if (a.point === 'before-forward') {
+          cutting = a.done;
+          return cut();
+        }
+        // Forward, then cut as soon as the server answers (the answer is not relayed).
+        cutting = a.done;
+        upstream.write(chunk);
+        return;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (cutting !== undefined) return cut();
+      client.write(chunk);
+    });
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    url: (db = 0) => `redis://127.0.0.1:${port}/${db}`,
+    cutNext(match, point) {
+      return new Promise<void>((resolve) => {
+        armed = { match, point, done: resolve };
+      });
+    },
+    cuts: () => cutCount,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }

@@ -50,6 +50,7 @@ export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: bo
   const s = scratch();
   const procs: TokendProcess[] = [];
   const tokensDir = `${s.dir}/tokens`;
+  let configs = 0;
   return {
     idp,
     proxy,
@@ -70,7 +71,7 @@ export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: bo
         lines.push('    timeout: 1s');
         for (const [k, v] of Object.entries(t.extra ?? {})) lines.push(`    ${k}: ${typeof v === 'string' ? JSON.stringify(v) : v}`);
       }
-      const path = s.file(`tokend-${port}.yaml`, lines.join('\n') + '\n');
+      const path = s.file(`tokend-${port}-${++configs}.yaml`, lines.join('\n') + '\n');
       return { path, port, url: `http://127.0.0.1:${port}` };
     },
     start(configPath, env) {

@@ -207,7 +207,7 @@ describe('GET /v1/token/NAME', () => {
   it('matches header names in any case, and only the exact name', async () => {
     const { port } = await setup();
     const ask = (headers: string) =>
-      rawExchange(port, `GET /v1/token/orders HTTP/1.1\r\nHost: x\r\n${headers}Connection: close\r\n\r\n`);
+      rawExchange(port, `GET /v1/token/orders HTTP/1.1\r\nHost: localhost\r\n${headers}Connection: close\r\n\r\n`);
     expect(await ask('TOKEND-REQUEST: 1\r\n')).toMatch(/^HTTP\/1\.1 200 /);
     expect(await ask('tokend-request: 1\r\nACCEPT: text/plain\r\n')).toMatch(new RegExp(`\r\n\r\n${SECRET}$`));
     expect(await ask('Tokend_Request: 1\r\n')).toMatch(/^HTTP\/1\.1 403 /);

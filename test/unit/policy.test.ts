@@ -122,11 +122,11 @@ describe('refreshDueAt', () => {
 
 describe('decideWhenStoreDown', () => {
   it('lets client_credentials grant locally without the lease (nothing is consumed)', () => {
-    expect(decideWhenStoreDown('client_credentials')).toBe('grant-locally');
+    expect(decideWhenStoreDown(false)).toBe('grant-locally');
   });
 
   it('forbids refresh_token grants without the shared store (a rotated token could be replayed)', () => {
-    expect(decideWhenStoreDown('refresh_token')).toBe('keep-serving');
+    expect(decideWhenStoreDown(true)).toBe('keep-serving');
   });
 });
 

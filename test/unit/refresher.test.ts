@@ -4,15 +4,16 @@ import type { TokenConfig } from '../../src/config/types.js';
 import { TokendError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { RefreshResult } from '../../src/refresh/handle.js';
-import { Refresher, secretHash } from '../../src/refresh/refresher.js';
+import { Refresher } from '../../src/refresh/refresher.js';
+import { sha256Hex as secretHash } from '../../src/util/hash.js';
 import { grantKeyOf, refreshDueAt, tokenJitter } from '../../src/refresh/policy.js';
 import { MIN_USABLE_MS } from '../../src/token.js';
-import type { TokenStore } from '../../src/store/store.js';
+import type { Lease, StoreUpdate, TokenStore, WriteBackResult } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { FakeSource, permanentError, transientError } from '../support/fake-source.js';
 import { attachRotatedRefreshToken } from '../../src/oauth/source.js';
-import { FakeSharedBackend, FakeStore } from '../support/fake-store.js';
+import { FakeBackend as FakeSharedBackend, FakeStore } from '../support/fake-store.js';
 
 const NAME = 'orders';
 const SECOND = 1_000;
@@ -88,7 +89,7 @@ function setup(opts: SetupOptions = {}) {
     ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
     events: order,
   });
-  const fakeStore = new FakeStore(order);
+  const fakeStore = new FakeStore({ events: order, clock });
   const store = opts.store ?? fakeStore;
   const log = logSink();
   const observed: RefreshResult[] = [];
@@ -98,7 +99,7 @@ function setup(opts: SetupOptions = {}) {
     store,
     clock,
     random: () => opts.random ?? 0,
-    sharedJitter: () => opts.random ?? 0,
+    jitter: () => opts.random ?? 0,
     logger: log.logger,
     observer: { refreshFinished: (name, result) => name === NAME && observed.push(result) },
     minForcedRefreshIntervalMs: opts.minForcedRefreshIntervalMs,
@@ -227,25 +228,25 @@ describe('Refresher: failures', () => {
     expect(log.events('token.expired')).toHaveLength(1);
   });
 
-  it('retries transient failures with exponential backoff, logging error, attempt and retry_in_ms', async () => {
+  it('retries transient failures with exponential backoff, capped at 5 s while no valid token exists, logging error, attempt and retry_in_ms', async () => {
     const { refresher, source, clock, log, observed } = setup({ random: 0.999999 });
     source.failAlwaysWith(transientError);
     await refresher.start();
     expect(refresher.status()).toMatchObject({ ready: false, reason: 'not yet acquired' });
-    // Ceilings 2 s, 4 s, 8 s with random ~1.
+    // Ceilings 2 s, 4 s, then 5 s (consumers are getting 503: recovery must follow the IdP closely).
     await clock.advance(2 * SECOND);
     await clock.advance(4 * SECOND);
-    await clock.advance(8 * SECOND);
+    await clock.advance(5 * SECOND);
     const failures = log.events('token.refresh_failed');
     expect(failures.map((f) => f.attempt)).toEqual([1, 2, 3, 4]);
-    expect(failures.map((f) => Math.round((f.retry_in_ms as number) / 1000))).toEqual([2, 4, 8, 16]);
+    expect(failures.map((f) => Math.round((f.retry_in_ms as number) / 1000))).toEqual([2, 4, 5, 5]);
     expect(failures[0]).toMatchObject({ level: 'warn', error: { code: 'GRANT_TRANSIENT', status: 503 } });
     expect(source.grants).toBe(4);
     expect(observed).toEqual(['transient_error', 'transient_error', 'transient_error', 'transient_error']);
-    expect(refresher.retryAfterMs()).toBeGreaterThan(15 * SECOND);
+    expect(refresher.retryAfterMs()).toBeGreaterThan(4 * SECOND);
 
     source.succeed();
-    await clock.advance(16 * SECOND);
+    await clock.advance(5 * SECOND);
     expect(refresher.status().ready).toBe(true);
     expect(log.events('token.acquired')).toHaveLength(1);
   });
@@ -400,80 +401,91 @@ describe('Refresher: refresh-token rotation (RFC 6749 §6)', () => {
   it('durably saves the rotated refresh token before the new access token is visible or written', async () => {
     const clock = new FakeClock();
     const order: string[] = [];
-    let visibleDuringSave: string | undefined = 'unset';
+    let visibleDuringCommit: string | undefined = 'unset';
     let r: Refresher | undefined;
     class Recording extends FakeStore {
-      override async saveRefreshToken(name: string, rt: string, seedHash: string | undefined): Promise<void> {
-        visibleDuringSave = r?.current()?.accessToken;
-        return super.saveRefreshToken(name, rt, seedHash);
+      override async commit(lease: Lease, update: StoreUpdate): Promise<void> {
+        visibleDuringCommit = r?.current()?.accessToken;
+        return super.commit(lease, update);
       }
     }
-    const store = new Recording(order);
+    const store = new Recording({ events: order, clock });
     const ctx = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true, store, clock });
     r = ctx.refresher;
     await r.start();
     await clock.advance(45 * SECOND);
-    expect(visibleDuringSave).toBe('at-1'); // during the second save, at-2 was not yet visible
-    const rtSave = store.calls.lastIndexOf('saveRefreshToken');
-    const atSave = store.calls.lastIndexOf('saveAccessToken');
-    expect(rtSave).toBeGreaterThanOrEqual(0);
-    expect(rtSave).toBeLessThan(atSave);
-    expect(store.states.get(NAME)).toMatchObject({ refreshToken: 'rt-2', seedHash: secretHash('seed-1') });
+    expect(visibleDuringCommit).toBe('at-1'); // during the second commit, at-2 was not yet visible
+    // One atomic commit carries the refresh token and the access token; the store writes the refresh token first.
+    expect(store.stored(NAME)).toMatchObject({ refreshToken: 'rt-2', seedHash: secretHash('seed-1'), access: { accessToken: 'at-2' } });
   });
 
-  it('records obtain → saveRefreshToken → saveAccessToken in that order', async () => {
+  it('records the intent, then presents the refresh token, then commits: withLease → recordIntent → obtain → commit', async () => {
     const { refresher, order } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
     await refresher.start();
-    await refresher.stop(); // awaits the access-token write
-    expect(order.filter((e) => e !== 'store.load')).toEqual(['source.obtain', 'store.saveRefreshToken', 'store.saveAccessToken']);
+    await refresher.stop();
+    expect(order.filter((e) => e !== 'store.load')).toEqual(['store.withLease', 'store.recordIntent', 'source.obtain', 'store.commit']);
   });
 
-  it('never presents a consumed refresh token again, even when saving the new one fails', async () => {
+  it('makes no refresh_token grant when the intent cannot be stored (disk full), and keeps serving', async () => {
     const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
-    store.failing.add('saveRefreshToken');
+    await refresher.start();
+    store.fail('recordIntent');
+    await clock.advance(45 * SECOND);
+    expect(source.presented).toEqual(['seed-1']);
+    expect(refresher.current()?.accessToken).toBe('at-1');
+    expect(log.events('token.refresh_failed').at(-1)).toMatchObject({ error: { code: 'STORE_UNAVAILABLE' } });
+    store.heal();
+    await clock.advance(5 * SECOND);
+    expect(source.presented).toEqual(['seed-1', 'rt-1']);
+    expect(source.reuses).toBe(0);
+  });
+
+  it('never presents a consumed refresh token again, even when storing the new one fails', async () => {
+    const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
+    store.fail('commit');
+    store.fail('writeBack');
     await refresher.start();
     expect(refresher.status().ready).toBe(true);
-    expect(log.events('store.write_failed')[0]).toMatchObject({ what: 'refresh_token', error: { code: 'STORE_UNAVAILABLE' } });
+    expect(log.events('store.write_failed')[0]).toMatchObject({ level: 'error', what: 'refresh_token', error: { code: 'STORE_UNAVAILABLE' } });
     await clock.advance(45 * SECOND);
     await clock.advance(45 * SECOND);
     expect(source.presented).toEqual(['seed-1', 'rt-1', 'rt-2']);
     expect(source.reuses).toBe(0);
 
-    // The store comes back: the held refresh token is persisted on the next cycle.
-    store.failing.delete('saveRefreshToken');
-    await clock.advance(45 * SECOND);
-    expect(store.states.get(NAME)?.refreshToken).toBe('rt-4');
+    // The store comes back: the held refresh token is written back at once.
+    store.heal();
+    refresher.reconcile();
+    await clock.flush();
+    expect(store.stored(NAME).refreshToken).toBe('rt-3');
     expect(source.reuses).toBe(0);
   });
 
-  it('a slow retry of an unsaved refresh token never lands after the newer one', async () => {
+  it('a slow write-back of an older refresh token never lands over a newer commit', async () => {
     const clock = new FakeClock();
-    const saved: string[] = [];
     let gate: Promise<void> | undefined;
     class SlowStore extends FakeStore {
-      override async saveRefreshToken(name: string, rt: string, seedHash: string | undefined): Promise<void> {
-        const g = gate; // parks only the first write after the gate is set
+      override async writeBack(name: string, supersedes: ReadonlySet<string>, update: StoreUpdate): Promise<WriteBackResult> {
+        const g = gate; // parks only the first write-back after the gate is set
         gate = undefined;
         if (g) await g;
-        await super.saveRefreshToken(name, rt, seedHash);
-        saved.push(rt);
+        return super.writeBack(name, supersedes, update);
       }
     }
-    const store = new SlowStore();
+    const store = new SlowStore({ clock });
     const { refresher, source } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true, store, clock });
-    store.failing.add('saveRefreshToken');
-    await refresher.start(); // rt-1 held in memory, unsaved
-    store.failing.delete('saveRefreshToken');
+    store.fail('commit');
+    await refresher.start(); // rt-1 held in memory, not stored
+    store.heal();
     let open!: () => void;
     gate = new Promise((r) => (open = r));
-    refresher.reconcile(); // retries saving rt-1: parked
-    await clock.advance(45 * SECOND); // the refresh rotates to rt-2 meanwhile
+    refresher.reconcile(); // writes rt-1 back: parked
+    await clock.flush();
+    await clock.advance(45 * SECOND); // the refresh rotates to rt-2 and commits it meanwhile
     expect(source.presented).toEqual(['seed-1', 'rt-1']);
-    expect(refresher.current()?.accessToken).toBe('at-1'); // at-2 waits for its refresh token to be durable
+    expect(store.stored(NAME).refreshToken).toBe('rt-2');
     open();
     await clock.flush();
-    expect(saved).toEqual(['rt-1', 'rt-2']);
-    expect(store.states.get(NAME)?.refreshToken).toBe('rt-2');
+    expect(store.stored(NAME).refreshToken).toBe('rt-2');
     expect(refresher.current()?.accessToken).toBe('at-2');
   });
 
@@ -492,7 +504,7 @@ describe('Refresher: refresh-token rotation (RFC 6749 §6)', () => {
     expect(source.presented).toEqual(['seed-2']);
     expect(refresher.current()?.accessToken).toBe('at-1');
     expect(log.events('token.seed_changed').length).toBeGreaterThan(0);
-    expect(store.states.get(NAME)).toMatchObject({ refreshToken: 'rt-1', seedHash: secretHash('seed-2') });
+    expect(store.stored(NAME)).toMatchObject({ refreshToken: 'rt-1', seedHash: secretHash('seed-2') });
   });
 
   it('picks up a seed mounted while running at the next reconcile', async () => {
@@ -508,10 +520,10 @@ describe('Refresher: refresh-token rotation (RFC 6749 §6)', () => {
   it('does not fall back to the seed for refresh_token grants when the stored state could not be read', async () => {
     const { refresher, source, store, clock } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
     store.put(NAME, { refreshToken: 'rt-live', seedHash: secretHash('seed-1') });
-    store.failing.add('load');
+    store.fail('load');
     await refresher.start();
     expect(source.grants).toBe(0);
-    store.failing.delete('load');
+    store.heal();
     await clock.advance(2 * SECOND);
     expect(source.presented).toEqual(['rt-live']);
   });
@@ -568,7 +580,8 @@ describe('Refresher: reconcile, stop, revoke', () => {
       { token: 'at-1', hint: 'access_token' },
     ]);
     expect(store.calls.at(-1)).toBe('remove');
-    expect(store.states.has(NAME)).toBe(false);
+    // Only a tombstone is left: no process presents or writes back this chain again.
+    expect(store.stored(NAME)).toEqual({ revoked: true, seedHash: secretHash('seed-1') });
     expect(refresher.current()).toBeUndefined();
     expect(refresher.status()).toMatchObject({ ready: false, reason: 'revoked' });
     expect(log.events('token.revoked')).toHaveLength(1);
@@ -578,7 +591,7 @@ describe('Refresher: reconcile, stop, revoke', () => {
 
   it('never logs a token or secret value', async () => {
     const { refresher, source, store, clock, log } = setup({ grant: 'refresh_token', seed: 'seed-secret', rotate: true });
-    store.failing.add('saveRefreshToken');
+    store.fail('commit');
     await refresher.start();
     source.failNext(transientError);
     await clock.advance(45 * SECOND);
@@ -696,7 +709,7 @@ describe('Refresher: shared store (replicas)', () => {
         store: backend.replica(holder),
         clock,
         random: () => (i === 0 ? 0 : 0.5),
-        sharedJitter: () => (i === 0 ? 0 : 0.5), // a due at 75 %, b at 70 %
+        jitter: () => (i === 0 ? 0 : 0.5), // a due at 75 %, b at 70 %
         logger: logSink().logger,
       });
       running.push(r);
@@ -756,7 +769,12 @@ describe('Refresher: shared store (replicas)', () => {
     await clock.advance(45 * SECOND);
     expect(source.grants).toBe(2);
     expect(refresher.current()?.accessToken).toBe('at-2');
-    expect(replica.calls.filter((c) => c === 'withLease')).toHaveLength(1);
+    // Nothing reached the store while it was down; the second token is written once it answers.
+    expect(backend.states.get(NAME)?.access?.accessToken).toBe('at-1');
+    backend.available = true;
+    refresher.reconcile();
+    await clock.flush();
+    expect(backend.states.get(NAME)?.access?.accessToken).toBe('at-2');
   });
 
   it('refresh_token: does not grant while the store is down, serves the held token until expiry, retries with backoff', async () => {
@@ -785,7 +803,7 @@ describe('Refresher: a rotation the IdP already made is never lost', () => {
   it('lets a refresh_token grant in flight at stop() land, and saves its new refresh token', async () => {
     const { refresher, source, store, clock } = setup({ grant: 'refresh_token', seed: 'seed-1', rotate: true });
     await refresher.start();
-    expect(store.states.get(NAME)?.refreshToken).toBe('rt-1');
+    expect(store.stored(NAME)?.refreshToken).toBe('rt-1');
     const release = source.hold();
     await clock.advance(45 * SECOND); // the refresh is due; the grant is parked at the IdP
     expect(source.presented).toEqual(['seed-1', 'rt-1']);
@@ -793,7 +811,7 @@ describe('Refresher: a rotation the IdP already made is never lost', () => {
     release();
     await stopped;
     // The IdP consumed rt-1 and answered rt-2: the store must hold rt-2, not the consumed one.
-    expect(store.states.get(NAME)?.refreshToken).toBe('rt-2');
+    expect(store.stored(NAME)?.refreshToken).toBe('rt-2');
   });
 
   it('keeps the new refresh token of an answer it could not use, and presents that one next', async () => {
@@ -803,7 +821,7 @@ describe('Refresher: a rotation the IdP already made is never lost', () => {
     await clock.advance(45 * SECOND);
     expect(source.presented).toEqual(['seed-1', 'rt-1']);
     await clock.flush();
-    expect(store.states.get(NAME)?.refreshToken).toBe('rt-rescued');
+    expect(store.stored(NAME)?.refreshToken).toBe('rt-rescued');
     await clock.advance(2 * SECOND); // the retry
     expect(source.presented).toEqual(['seed-1', 'rt-1', 'rt-rescued']);
     expect(refresher.status().ready).toBe(true);

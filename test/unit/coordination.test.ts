@@ -1,0 +1,302 @@
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { TokenConfig } from '../../src/config/types.js';
+import { TokendError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+import { Refresher } from '../../src/refresh/refresher.js';
+import type { Lease, LeaseOutcome } from '../../src/store/store.js';
+import { remainingMs, type AccessToken } from '../../src/token.js';
+import { sha256Hex } from '../../src/util/hash.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { FakeSource, transientError } from '../support/fake-source.js';
+import { FakeBackend, FakeStore } from '../support/fake-store.js';
+
+const NAME = 'orders';
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+
+function tokenConfig(over: Partial<TokenConfig> = {}): TokenConfig {
+  return {
+    name: NAME,
+    tokenEndpoint: 'https://idp.test/token',
+    clientId: 'orders-client',
+    grant: 'client_credentials',
+    refreshAt: 0.75,
+    clientAuth: 'client_secret_basic',
+    revokeOnShutdown: false,
+    defaultLifetimeMs: 300_000,
+    timeoutMs: 10_000,
+    allowInsecureHttp: false,
+    ...over,
+  };
+}
+
+function logSink() {
+  const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) {
+        if (line) {
+          raw.push(line);
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        }
+      }
+      cb();
+    },
+  });
+  return { logger: createLogger('debug', stream as never).child({ token: NAME }), raw, events: (e: string) => lines.filter((l) => l.event === e) };
+}
+
+const running: Refresher[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((r) => r.stop()));
+});
+
+function refresher(store: FakeStore, source: FakeSource, clock: FakeClock, over: Partial<TokenConfig> = {}, random = 0) {
+  const log = logSink();
+  const r = new Refresher({ config: tokenConfig(over), source, store, clock, random: () => random, jitter: () => random, logger: log.logger });
+  running.push(r);
+  return { r, log };
+}
+
+/** Two replicas sharing one fake Redis and one rotating fake IdP. */
+function fleet(opts: { grant?: TokenConfig['grant'] } = {}) {
+  const clock = new FakeClock();
+  const backend = new FakeBackend(clock);
+  const idp = new FakeSource({ clock, lifetimeMs: MINUTE, rotate: true, seed: 'seed-1' });
+  const grant = opts.grant ?? 'refresh_token';
+  const a = { store: backend.replica('a'), ...({} as object) };
+  const b = { store: backend.replica('b') };
+  const ra = refresher(a.store, idp, clock, { grant });
+  const rb = refresher(b.store, idp, clock, { grant });
+  return { clock, backend, idp, a: { ...a, ...ra }, b: { ...b, ...rb } };
+}
+
+describe('a rotation is never lost: a commit with an unknown outcome', () => {
+  it('the script ran but the reply was lost: the replica serves the new token, finds it stored, and nothing is presented twice', async () => {
+    const { clock, backend, idp, a, b } = fleet();
+    await a.r.start();
+    await b.r.start();
+    a.store.fail('commit', 'outcome-unknown');
+    await a.r.ensureFresh(2 * MINUTE); // a takes the lease and rotates rt-1 → rt-2; the reply to its commit is lost
+    a.store.heal();
+    expect(a.r.current()?.accessToken).toBe('at-2');
+    expect(backend.states.get(NAME)?.refreshToken).toBe('rt-2');
+    a.r.reconcile();
+    await clock.flush();
+    expect(a.log.events('store.restored')).toHaveLength(0); // 'already': nothing to write back
+    await clock.advance(10 * MINUTE);
+    expect(idp.reuses).toBe(0);
+    expect(a.r.status().ready && b.r.status().ready).toBe(true);
+  });
+
+  it('the script never ran: another replica that takes over waits for the holder\'s write-back, then adopts it', async () => {
+    const { clock, backend, idp, a, b } = fleet();
+    await a.r.start();
+    await b.r.start();
+    await clock.advance(30 * SECOND);
+    a.store.fail('commit');
+    a.store.fail('writeBack');
+    await a.r.ensureFresh(31 * SECOND); // rt-1 presented and rotated; nothing stored
+    expect(backend.states.get(NAME)).toMatchObject({ refreshToken: 'rt-1', intent: { holder: 'a', presented: sha256Hex('rt-1') } });
+
+    await clock.advance(SECOND);
+    const forced = b.r.ensureFresh(30 * SECOND); // b takes the lease, finds a's intent on rt-1 and waits
+    await clock.advance(SECOND);
+    expect(idp.presented).toEqual(['seed-1', 'rt-1']);
+    a.store.heal();
+    a.r.reconcile(); // the store answers a again: it writes rt-2 back
+    await clock.flush();
+    await forced;
+    expect(backend.states.get(NAME)?.refreshToken).toBe('rt-2');
+    expect(b.r.current()?.accessToken).toBe('at-2');
+    expect(idp.presented).toEqual(['seed-1', 'rt-1']);
+    expect(idp.reuses).toBe(0);
+  });
+
+  it('a holder that died mid-grant: the others never present its token, and say so at error level once', async () => {
+    const { clock, backend, idp, a, b } = fleet();
+    await a.r.start();
+    await b.r.start();
+    // a presents rt-1 and dies before anything is stored (its write never comes).
+    a.store.fail('commit');
+    a.store.fail('writeBack');
+    await a.r.ensureFresh(2 * MINUTE);
+    await a.r.stop();
+    backend.available = true;
+    await clock.advance(5 * MINUTE);
+    expect(idp.presented.filter((rt) => rt === 'rt-1')).toHaveLength(1);
+    expect(idp.reuses).toBe(0);
+    const lost = b.log.events('token.refresh_token_lost');
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toMatchObject({ level: 'error', holder: 'a' });
+    expect(b.r.status().ready).toBe(false); // its token expired; nothing it may present
+    // A new seed starts a new chain.
+    idp.seed = 'seed-2';
+    b.r.reconcile();
+    await clock.advance(6 * SECOND);
+    expect(idp.presented.at(-1)).toBe('seed-2');
+    expect(b.r.status().ready).toBe(true);
+  });
+
+  it('after data loss (FLUSHALL), the replicas write back the newest refresh token and access token', async () => {
+    const { clock, backend, idp, a, b } = fleet();
+    await a.r.start();
+    await b.r.start();
+    await clock.advance(MINUTE); // a few rotations
+    const newest = backend.states.get(NAME)?.refreshToken;
+    backend.states.clear();
+    backend.announce(NAME);
+    await clock.flush();
+    expect(backend.states.get(NAME)?.refreshToken).toBe(newest);
+    expect(backend.states.get(NAME)?.access?.accessToken).toBe(a.r.current()?.accessToken);
+    await clock.advance(5 * MINUTE);
+    expect(idp.reuses).toBe(0);
+  });
+});
+
+describe('an expired token is never served: clock steps', () => {
+  it('a wall clock stepped back an hour neither stretches the token nor delays its refresh', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock, lifetimeMs: 8 * SECOND });
+    const { r } = refresher(store, source, clock);
+    await r.start();
+    clock.step(-3_600_000);
+    const t = r.current() as AccessToken;
+    expect(remainingMs(t, clock)).toBe(8 * SECOND);
+    await clock.advance(6 * SECOND); // refresh due at 75 % of 8 s
+    expect(source.grants).toBe(2);
+    // At no point is a token with under a second left served, whatever the wall clock says.
+    for (let i = 0; i < 40; i++) {
+      await clock.advance(250);
+      const cur = r.current();
+      if (cur) expect(remainingMs(cur, clock)).toBeGreaterThanOrEqual(SECOND);
+    }
+  });
+
+  it('a wall clock stepped forward an hour makes the held token count as expired and refreshes at once', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock, lifetimeMs: MINUTE });
+    const { r } = refresher(store, source, clock);
+    await r.start();
+    clock.step(3_600_000);
+    expect(r.current()).toBeUndefined();
+    r.reconcile();
+    await clock.flush();
+    expect(source.grants).toBe(2);
+    expect(r.current()?.accessToken).toBe('at-2');
+  });
+});
+
+describe('recovery after an outage', () => {
+  it('honours Retry-After (capped), and no caller can start an attempt inside it', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock });
+    const { r } = refresher(store, source, clock);
+    source.failNext(() => new TokendError('GRANT_TRANSIENT', 'fake idp: 429', { status: 429, retryAfterMs: 30 * SECOND }));
+    await r.start();
+    expect(source.grants).toBe(1);
+    for (let i = 0; i < 29; i++) {
+      await expect(r.ensureFresh(0)).rejects.toMatchObject({ code: 'TOKEN_UNAVAILABLE' });
+      await clock.advance(SECOND);
+    }
+    expect(source.grants).toBe(1);
+    await clock.advance(SECOND);
+    expect(source.grants).toBe(2);
+    expect(r.status().ready).toBe(true);
+
+    source.failNext(() => new TokendError('GRANT_TRANSIENT', 'fake idp: 503', { status: 503, retryAfterMs: 3_600_000 }));
+    await r.ensureFresh(2 * MINUTE);
+    expect(r.retryAfterMs()).toBeLessThanOrEqual(300 * SECOND); // capped at 5 minutes
+  });
+
+  it('while no valid token exists, callers trigger at most one attempt per second, coalesced', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock });
+    const { r } = refresher(store, source, clock, {}, 0.999999);
+    source.failAlwaysWith(transientError);
+    await r.start();
+    const before = source.grants;
+    for (let i = 0; i < 100; i++) {
+      await Promise.all(Array.from({ length: 10 }, () => r.ensureFresh(0).catch(() => undefined)));
+      await clock.advance(100);
+    }
+    // 10 s of callers: ≤ 10 on-demand attempts plus the scheduled retries (≤ 5 s apart).
+    expect(source.grants - before).toBeLessThanOrEqual(10 + 3);
+    expect(source.grants - before).toBeGreaterThanOrEqual(9);
+    source.succeed();
+    await r.ensureFresh(0).catch(() => undefined);
+    await clock.advance(SECOND);
+    expect((await r.ensureFresh(0)).accessToken).toMatch(/^at-/);
+  });
+});
+
+describe('a lease tokend does not trust', () => {
+  class Distrusting extends FakeStore {
+    override async withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
+      void name;
+      void fn;
+      return { acquired: false, holderTtlMs: 600_000, distrusted: true };
+    }
+  }
+
+  it('client_credentials grants locally instead of waiting for it', async () => {
+    const clock = new FakeClock();
+    const store = new Distrusting({ clock });
+    const source = new FakeSource({ clock });
+    const { r } = refresher(store, source, clock);
+    await r.start();
+    expect(r.current()?.accessToken).toBe('at-1');
+  });
+
+  it('refresh_token never grants under it, and says why', async () => {
+    const clock = new FakeClock();
+    const store = new Distrusting({ clock });
+    const source = new FakeSource({ clock, rotate: true, seed: 'seed-1' });
+    const { r, log } = refresher(store, source, clock, { grant: 'refresh_token' });
+    await r.start();
+    expect(source.grants).toBe(0);
+    expect(log.events('token.refresh_failed')[0]).toMatchObject({ error: { code: 'STORE_UNAVAILABLE' } });
+  });
+});
+
+describe('start-up and forced refreshes', () => {
+  it('a lone instance restarting from its store logs token.loaded, not an adoption', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock });
+    const first = refresher(store, source, clock);
+    await first.r.start();
+    await first.r.stop();
+    const second = refresher(store, source, clock);
+    await second.r.start();
+    await clock.flush();
+    expect(second.log.events('token.loaded')).toHaveLength(1);
+    expect(second.log.events('token.acquired')).toHaveLength(0);
+    expect(source.grants).toBe(1);
+  });
+
+  it('refreshAfterRejection: one grant for every caller that saw the same token refused; a newer token is returned at once', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock });
+    const { r } = refresher(store, source, clock);
+    await r.start();
+    const rejected = r.current() as AccessToken;
+    const release = source.hold();
+    const callers = Array.from({ length: 10 }, () => r.refreshAfterRejection(rejected));
+    await clock.flush();
+    release();
+    const tokens = await Promise.all(callers);
+    expect(new Set(tokens.map((t) => t.accessToken))).toEqual(new Set(['at-2']));
+    expect(source.grants).toBe(2);
+    // A caller holding the older token gets the current one without another grant.
+    expect((await r.refreshAfterRejection(rejected)).accessToken).toBe('at-2');
+    expect(source.grants).toBe(2);
+  });
+});
