@@ -51,9 +51,7 @@ export const R = {
   failed: fixed(502, { error: 'upstream_failed', message: 'the upstream closed the connection without a complete response' }),
   connectTimeout: fixed(504, { error: 'upstream_timeout', message: 'connecting to the upstream timed out' }),
   timeout: fixed(504, { error: 'upstream_timeout', message: 'the upstream did not answer in time' }),
-  badRequest: fixed(400, { error: 'bad_request' }),
-  headersTooLarge: fixed(431, { error: 'request_header_fields_too_large' }),
-  requestTimeout: fixed(408, { error: 'request_timeout' }),
+  tooManyHeaders: fixed(431, { error: 'request_header_fields_too_large', message: 'too many header lines' }),
 } as const;
 
 /** The 503 for a proxy whose token is missing or expired, naming the token (a name, never a value). */

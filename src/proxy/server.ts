@@ -2,30 +2,27 @@
  * The listener of one egress proxy (node:http): request limits like tokend's endpoint, refusals
  * of what a forward proxy would take (CONNECT), upgrades, and a bounded close.
  */
-import fs from 'node:fs/promises';
 import http from 'node:http';
-import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/types.js';
 import { EVENTS } from '../log.js';
 import { isLoopbackHost } from '../net.js';
-import { removeStaleSocket } from '../server/http.js';
+import { TokendError } from '../errors.js';
+import { describeAddress, listenAt } from '../server/listen.js';
+import { createGuardedServer, DEFAULT_MAX_HEADER_BYTES, MAX_HEADERS_COUNT, requestStarted } from '../server/sockets.js';
 import { handleRequest } from './exchange.js';
 import { R } from './responses.js';
-import type { Route } from './route.js';
+import { answer, type Route } from './route.js';
 import { checkTarget } from './target.js';
 import { handleUpgrade } from './upgrade.js';
 
-/** Limits of the proxy listener. Durations in milliseconds. */
+/** Limits of the proxy listener. Durations in milliseconds. Defaults are the token endpoint's. */
 export interface ListenerLimits {
-  /** Time a client has to send the request line and headers. Default 5 000 (as tokend's endpoint). */
+  /** Time a client has, from connecting, to send the request line and headers. Default 5 000. */
   readonly headersTimeoutMs?: number | undefined;
   /** How long an idle keep-alive connection from the application is kept. Default 5 000. */
   readonly keepAliveTimeoutMs?: number | undefined;
-  /**
-   * Largest request line plus headers, in bytes (larger: 431). Default 16 384: twice the token
-   * endpoint's, since applications send cookies and long query strings through a proxy.
-   */
+  /** Largest request line plus headers, in bytes (larger: 431). Default DEFAULT_MAX_HEADER_BYTES (24 KiB). */
   readonly maxHeaderSize?: number | undefined;
   /** How long close() lets requests in flight finish before cutting their connections. Default 1 000. */
   readonly closeGraceMs?: number | undefined;
@@ -50,7 +47,7 @@ interface ListenerState {
 export async function listenProxy(route: Route, addr: ListenAddress, limits: ListenerLimits = {}): Promise<ProxyListener> {
   const state: ListenerState = { closing: false, upgraded: new Set() };
   const server = createServer(route, limits, state);
-  const url = await listenOn(server, addr);
+  const url = await listenOn(server, addr, route.name);
   route.log.info({ event: EVENTS.listening, url }, 'proxy listening');
   if (addr.kind === 'tcp' && !isLoopbackHost(addr.host)) {
     route.log.warn({ host: addr.host }, 'proxy listening on a non-loopback address: anything that can reach it can send requests with the token');
@@ -59,9 +56,13 @@ export async function listenProxy(route: Route, addr: ListenAddress, limits: Lis
 }
 
 function createServer(route: Route, limits: ListenerLimits, state: ListenerState): http.Server {
-  const headersTimeout = limits.headersTimeoutMs ?? 5_000;
+  const headersTimeoutMs = limits.headersTimeoutMs ?? 5_000;
+  const maxHeaderSize = limits.maxHeaderSize ?? DEFAULT_MAX_HEADER_BYTES;
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    requestStarted(req.socket);
     if (state.closing) res.shouldKeepAlive = false;
+    // node keeps only maxHeadersCount header lines: never forward a partial view of a request.
+    if (req.rawHeaders.length >= 2 * MAX_HEADERS_COUNT) return answer(route, res, R.tooManyHeaders, true);
     try {
       handleRequest(route, req, res);
     } catch (err) {
@@ -70,18 +71,13 @@ function createServer(route: Route, limits: ListenerLimits, state: ListenerState
       else res.destroy();
     }
   };
-  const server = http.createServer(
-    {
-      maxHeaderSize: limits.maxHeaderSize ?? 16_384,
-      headersTimeout,
-      // A request may rightly take long (a large upload); silence is bounded by the socket timeout below.
-      requestTimeout: 0,
-      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(headersTimeout / 4))),
-      noDelay: true,
-    },
+  // The endpoint's guards: header and silence timeouts, header size and count, raw parser errors.
+  // A whole request may rightly take long here (a large upload): its silence is bounded instead.
+  const server = createGuardedServer(
+    { headersTimeoutMs, requestTimeoutMs: headersTimeoutMs, keepAliveTimeoutMs: limits.keepAliveTimeoutMs ?? 5_000, maxHeaderSize, maxUrlLength: maxHeaderSize },
     onRequest,
   );
-  server.keepAliveTimeout = limits.keepAliveTimeoutMs ?? 5_000;
+  server.requestTimeout = 0;
   // Silence from the application, in either direction: a little longer than the upstream's, so the
   // upstream timeout answers 504 first.
   server.timeout = route.upstream.timeoutMs + 5_000;
@@ -92,6 +88,7 @@ function createServer(route: Route, limits: ListenerLimits, state: ListenerState
     onRequest(req, res);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    requestStarted(req.socket);
     if (state.closing) return void socket.destroy();
     handleUpgrade(route, req, socket, head, (s) => {
       state.upgraded.add(s);
@@ -99,23 +96,13 @@ function createServer(route: Route, limits: ListenerLimits, state: ListenerState
     });
   });
   // CONNECT is how a forward proxy opens a tunnel to any host: refused.
-  server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+    requestStarted(req.socket);
     route.meter.answered(405);
     socket.on('error', () => undefined);
     socket.end(R.connect.raw);
   });
-  server.on('clientError', answerClientError);
   return server;
-}
-
-/** Errors node's parser raises before a request exists (oversized or slow headers, garbage). */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  const s = socket as net.Socket;
-  if (err.code !== 'ECONNRESET' && s.writable && s.bytesWritten === 0) {
-    const r = err.code === 'HPE_HEADER_OVERFLOW' ? R.headersTooLarge : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? R.requestTimeout : R.badRequest;
-    s.write(r.raw);
-  }
-  s.destroy();
 }
 
 /** close(): stop accepting, end idle connections now and busy ones after their answer or graceMs. */
@@ -141,37 +128,27 @@ function closer(server: http.Server, route: Route, state: ListenerState, graceMs
   };
 }
 
-async function listenOn(server: http.Server, addr: ListenAddress): Promise<string> {
-  if (addr.kind === 'unix') {
-    await removeStaleSocket(addr.path, 'proxies.listen');
-    // Created under a tight umask so the socket is never, even briefly, open to other users.
-    const umask = process.umask(0o117);
-    try {
-      await bind(server, { path: addr.path });
-    } finally {
-      process.umask(umask);
-    }
-    try {
-      await fs.chmod(addr.path, 0o660);
-    } catch (err) {
-      await new Promise((r) => server.close(r));
-      throw err;
-    }
-    return `unix:${addr.path}`;
+/**
+ * Listens through the one listen helper (stale unix sockets, umask, mode 0660), naming the proxy
+ * in failures instead of the endpoint's `listen` setting.
+ */
+async function listenOn(server: http.Server, addr: ListenAddress, name: string): Promise<string> {
+  try {
+    return await listenAt(server, addr, 'listen');
+  } catch (err) {
+    const where = `proxies (${name}).listen ${describeAddress(addr)}`;
+    // removeStaleSocket's refusal of a path that is not a socket.
+    if (err instanceof TokendError) throw new TokendError(err.code, `${where}: the path exists and is not a unix socket`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === undefined ? 'cannot listen' : (LISTEN_REASONS[code] ?? code);
+    const out: NodeJS.ErrnoException = new Error(`${where}: ${reason}`, { cause: err });
+    if (code !== undefined) out.code = code;
+    throw out;
   }
-  await bind(server, { host: addr.host, port: addr.port });
-  const bound = server.address() as net.AddressInfo;
-  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-  return `http://${host}:${bound.port}`;
 }
 
-function bind(server: http.Server, options: net.ListenOptions): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen(options, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
+const LISTEN_REASONS: Record<string, string> = {
+  EADDRINUSE: 'address already in use (EADDRINUSE)',
+  EACCES: 'permission denied (EACCES)',
+  EADDRNOTAVAIL: 'address not available on this machine (EADDRNOTAVAIL)',
+};

@@ -107,7 +107,7 @@ describe('egress proxy: refusals and failures', () => {
     }
   });
 
-  it('keeps the connection-level limits of tokend: 431 for oversized headers, 408 for slow ones, idle connections closed', async () => {
+  it('keeps the connection-level limits of tokend: 431 for oversized or too many headers, 408 for slow or silent clients, idle connections closed', async () => {
     const registry = new Registry();
     const proxies = await startProxies(
       [
@@ -129,10 +129,18 @@ describe('egress proxy: refusals and failures', () => {
     );
     try {
       const url = proxies.urls.get('limits')!;
-      const big = await rawExchange(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      const before = upstream.seen.length;
+      const big = await rawExchange(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(30_000)}\r\n\r\n`);
       expect(statusOf(big)).toBe(431);
+      // node keeps only the first 100 header lines: such a request is refused, never forwarded in part.
+      const many = Array.from({ length: 120 }, (_, i) => `X-H${i}: ${i}\r\n`).join('');
+      const tooMany = await rawExchange(url, `GET / HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
+      expect(statusOf(tooMany)).toBe(431);
       const slowHeaders = await rawExchange(url, 'GET / HTTP/1.1\r\nHost: x\r\n');
       expect(statusOf(slowHeaders)).toBe(408);
+      const silent = await rawExchange(url, '');
+      expect(statusOf(silent)).toBe(408);
+      expect(upstream.seen.length).toBe(before);
 
       // A kept-alive connection that stays idle is closed by the proxy.
       const u = new URL(url);
