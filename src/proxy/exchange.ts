@@ -103,6 +103,7 @@ class Exchange {
   private resent = false;
   private ureq: http.ClientRequest | undefined;
   private sentAt = 0;
+  /** When the request arrived (monotonic ms), read only for debug access lines. */
   private readonly startedAt: number;
   private responded = false;
   private gone = false;
@@ -117,7 +118,7 @@ class Exchange {
   ) {
     this.method = req.method ?? 'GET';
     this.headers = scan.headers;
-    this.startedAt = route.clock.monotonic();
+    this.startedAt = route.debug ? route.clock.monotonic() : 0;
     (res as Tagged<http.ServerResponse>)[EX] = this;
     res.once('close', onClientClose);
     req.on('error', noop); // an aborted upload; 'close' above does the cleanup
