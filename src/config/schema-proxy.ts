@@ -67,8 +67,8 @@ export interface ProxyConfig {
 const TOKEN_CHARS_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
- * Headers the proxy itself must control (framing, routing, connection management): the token
- * cannot be put in one of them.
+ * Headers the proxy itself must control (framing, routing, connection management), besides every
+ * Proxy-* header: the token cannot be put in one of them.
  */
 const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   'host',
@@ -80,14 +80,11 @@ const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   'trailer',
   'upgrade',
   'expect',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'proxy-connection',
 ]);
 
 const headerName = z.string().superRefine((s, ctx) => {
   if (!TOKEN_CHARS_RE.test(s)) report(ctx, [], 'expected an HTTP header name');
-  else if (RESERVED_HEADERS.has(s.toLowerCase())) report(ctx, [], 'is managed by the proxy itself; choose another header');
+  else if (RESERVED_HEADERS.has(s.toLowerCase()) || s.toLowerCase().startsWith('proxy-')) report(ctx, [], 'is managed by the proxy itself; choose another header');
 });
 
 const scheme = z.string().superRefine((s, ctx) => {

@@ -106,6 +106,7 @@ describe('config: proxies', () => {
     [{ header: 'Bad Header' }, 'proxies[0].header: expected an HTTP header name'],
     [{ header: 'Host' }, 'proxies[0].header: is managed by the proxy itself; choose another header'],
     [{ header: 'proxy-authorization' }, 'proxies[0].header: is managed by the proxy itself; choose another header'],
+    [{ header: 'Proxy-Token' }, 'proxies[0].header: is managed by the proxy itself; choose another header'],
     [{ scheme: 'Bearer token' }, 'proxies[0].scheme: expected an auth scheme like Bearer, or "" for the raw token'],
     [{ certFile: '/c.pem' }, 'proxies[0].keyFile: certFile and keyFile go together (mutual TLS)'],
     [{ keyFile: '/k.pem' }, 'proxies[0].certFile: certFile and keyFile go together (mutual TLS)'],
