@@ -36,6 +36,8 @@ export interface Daemon {
   /** The metrics listener's URL, when one is configured. */
   readonly metricsUrl: string | undefined;
   readonly handles: ReadonlyMap<string, TokenHandle>;
+  /** Where each egress proxy listens, by proxy name (empty without `proxies`). */
+  readonly proxyUrls: ReadonlyMap<string, string>;
   readonly logger: Logger;
   /** Resolves once every token's first attempt has finished (successfully or not). */
   readonly started: Promise<void>;
@@ -100,6 +102,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   let metricsServer: MetricsServer | undefined;
   let url: string;
   let metricsUrl: string | undefined;
+  let proxies: { urls: ReadonlyMap<string, string>; close(): Promise<void> } | undefined;
   try {
     if (config.verify) {
       // jose and the verifier are loaded only when a verify section asks for them.
@@ -122,7 +125,13 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       metricsUrl = await metricsServer.listen(config.metricsListen);
       logger.info({ event: EVENTS.listening, url: metricsUrl, only: ['/healthz', '/readyz', '/metrics'] }, 'metrics and probes listening');
     }
+    // Egress proxies answer 503 until their token arrives, so they may listen before the first grant.
+    if (config.proxies !== undefined && config.proxies.length > 0) {
+      const { startProxies } = await import('./proxy/index.js');
+      proxies = await startProxies(config.proxies, handles, { clock, logger, registry: metrics.registry });
+    }
   } catch (err) {
+    await metricsServer?.close();
     await server?.close();
     await verifier?.close();
     await Promise.all(outputs.map((o) => o.close()));
@@ -160,6 +169,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       logger.info({ event: EVENTS.daemonStopping }, 'stopping');
+      // Proxies first: requests in flight finish with a token before the refreshers stop.
+      await proxies?.close();
       await reconcileTask.stop();
       await reconcileTask.destroy?.();
       files.close();
@@ -181,7 +192,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
     for (const r of refreshers) r.reconcile();
   };
 
-  return { url, metricsUrl, handles, logger, started, reload, stop };
+  return { url, metricsUrl, handles, proxyUrls: proxies?.urls ?? new Map(), logger, started, reload, stop };
 }
 
 async function stopRefresher(r: Refresher, revokeFirst: boolean, logger: Logger): Promise<void> {

@@ -44,6 +44,16 @@ export const EVENTS = {
   notifyFailed: 'notify.failed',
   notifySuperseded: 'notify.superseded',
   notifyOutput: 'notify.output',
+  /** Egress proxy: a request answered 503 because no valid token was held (never forwarded). */
+  proxyRefused: 'proxy.refused',
+  /** Egress proxy: the upstream refused the token (401); retried once with a new one. */
+  proxyRetried: 'proxy.retried',
+  /** Egress proxy: the upstream refused the token and the 401 went back to the application. */
+  proxyRejected: 'proxy.rejected',
+  /** Egress proxy: the upstream could not be reached or did not answer (502/504). */
+  proxyUpstreamFailed: 'proxy.upstream_failed',
+  /** Egress proxy: one forwarded request (debug level only). */
+  proxyRequest: 'proxy.request',
 } as const;
 
 export type EventName = (typeof EVENTS)[keyof typeof EVENTS];

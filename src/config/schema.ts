@@ -30,6 +30,7 @@ import {
   type Obj,
 } from './fields.js';
 import { checkOutputPaths } from './schema-output.js';
+import { checkProxies, proxiesSchema, toProxy } from './schema-proxy.js';
 import { storeSchema, toStore } from './schema-store.js';
 import { tokenSchema, toToken } from './schema-token.js';
 import { toVerifyIssuer, verifySchema } from './schema-verify.js';
@@ -106,8 +107,10 @@ export const configFileSchema = z
     // Names are checked in checkConfig, so that a token with a bad name still gets its fields checked.
     tokens: z.record(z.string(), tokenSchema).optional(),
     verify: verifySchema.optional(),
+    proxies: proxiesSchema.optional(),
   })
-  .superRefine(...relations(checkTop));
+  .superRefine(...relations(checkTop))
+  .superRefine(...relations(checkProxies));
 
 /** The parsed file, before translation into Config. */
 export type ConfigFile = z.output<typeof configFileSchema>;
@@ -190,6 +193,8 @@ function toConfig(f: ConfigFile): Config {
     logLevel: f.logLevel,
     reconcileCron: f.reconcile,
     ...(f.idpConcurrency !== undefined ? { idpConcurrency: f.idpConcurrency } : {}),
+    // Only when configured, so a config without proxies resolves exactly as before.
+    ...(f.proxies === undefined ? {} : { proxies: f.proxies.map(toProxy) }),
   };
 }
 

@@ -1,5 +1,8 @@
 import type { LogLevel } from '../log.js';
 import type { NotifyConfig, OutputConfig } from './schema-output.js';
+import type { ProxyConfig } from './schema-proxy.js';
+
+export type { ProxyConfig };
 /**
  * The validated, resolved configuration. `schema.ts` parses the documented file format into this;
  * everything else in tokend codes against these types only.
@@ -118,4 +121,6 @@ export interface Config {
   readonly idpConcurrency?: number | undefined;
   /** node-cron expression for the wall-clock reconcile. Default every 15 s: '*\/15 * * * * *'. */
   readonly reconcileCron: string;
+  /** Egress reverse proxies, one per upstream (schema-proxy.ts). */
+  readonly proxies?: readonly ProxyConfig[] | undefined;
 }
