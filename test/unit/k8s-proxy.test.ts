@@ -139,7 +139,8 @@ describe('k8s overlays/egress-proxy', () => {
     const tokend = container('tokend');
     expect(pod.initContainers.map((c: Obj) => c.name)).toEqual(['tokend']);
     expect(tokend.restartPolicy).toBe('Always');
-    expect(tokend.startupProbe.exec.command).toContain('--ready');
+    // httpGet on the metrics listener's /readyz (the exec form is the exec-probes component's).
+    expect(tokend.startupProbe.httpGet).toMatchObject({ path: '/readyz', port: 'tokend-metrics' });
   });
 
   it("gives tokend room for the measured proxy peak plus a probe, and requests no more than it limits", () => {
