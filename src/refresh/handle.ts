@@ -31,6 +31,12 @@ export interface TokenHandle {
    * minForcedRefreshIntervalMs. Rejects with TOKEN_UNAVAILABLE when no other valid token can be had.
    */
   refreshAfterRejection(rejected: AccessToken, signal?: AbortSignal): Promise<AccessToken>;
+  /**
+   * A consumer asked for a token while none is held: start one attempt now, coalesced with any in
+   * flight, at most once a second, never inside the IdP's Retry-After nor after a permanent
+   * failure. Returns at once.
+   */
+  wake(): void;
   status(): TokenStatus;
   /** Milliseconds a client should wait before asking again, for Retry-After. */
   retryAfterMs(): number;

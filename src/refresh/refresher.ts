@@ -288,6 +288,12 @@ export class Refresher implements TokenHandle {
     return this.orUnavailable(this.current());
   }
 
+  /** See TokenHandle.wake. */
+  wake(): void {
+    if (this.current() !== undefined || this.attempts.current('attempt') !== undefined) return;
+    if (this.mayForce(undefined)) void this.refresh(0);
+  }
+
   /** See TokenHandle.refreshAfterRejection. */
   async refreshAfterRejection(rejected: AccessToken, signal?: AbortSignal): Promise<AccessToken> {
     const t = this.current();

@@ -98,7 +98,11 @@ function sendToken(state: EndpointState, res: http.ServerResponse, entry: TokenE
   // The handle promises a valid token; checking again here costs one comparison and makes
   // "never an expired token" this function's own guarantee. A token with under a second left
   // would expire in the caller's hands (and read as expires_in 0), so it counts as expired.
-  if (!isUsable(token, state.clock)) return sendUnavailable(state, res, entry);
+  if (!isUsable(token, state.clock)) {
+    // A consumer is waiting: try now rather than at the next scheduled retry (rate-limited there).
+    entry.handle.wake();
+    return sendUnavailable(state, res, entry);
+  }
   const expiresIn = Math.floor(remainingMs(token, state.clock) / 1000);
   if (text) {
     if (entry.token !== token) refreshEntry(entry, token, expiresIn);

@@ -29,6 +29,7 @@ export class TestHandle implements TokenHandle {
   refreshAfterRejection(): Promise<AccessToken> {
     return this.ensureFresh();
   }
+  wake(): void {}
   status(): TokenStatus {
     return { name: this.name, ready: this.ready, reason: this.reason, expiresAt: this.token?.expiresAt };
   }

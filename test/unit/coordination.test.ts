@@ -236,6 +236,34 @@ describe('recovery after an outage', () => {
   });
 });
 
+describe('a consumer waking the refresher', () => {
+  it('starts at most one attempt a second while no token is held, and none inside Retry-After', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock });
+    const { r } = refresher(store, source, clock, {}, 0.999999);
+    source.failAlwaysWith(transientError);
+    await r.start();
+    const before = source.grants;
+    for (let i = 0; i < 50; i++) {
+      r.wake();
+      await clock.advance(100);
+    }
+    // 5 s of wakes every 100 ms: one attempt per second, plus at most the one scheduled retry.
+    expect(source.grants - before).toBeGreaterThanOrEqual(4);
+    expect(source.grants - before).toBeLessThanOrEqual(6);
+
+    source.failAlwaysWith(() => new TokendError('GRANT_TRANSIENT', 'fake idp: 429', { status: 429, retryAfterMs: 30 * SECOND }));
+    await clock.advance(5 * SECOND); // the next attempt meets the 429
+    const paused = source.grants;
+    for (let i = 0; i < 20; i++) {
+      r.wake();
+      await clock.advance(SECOND);
+    }
+    expect(source.grants).toBe(paused);
+  });
+});
+
 describe('a lease tokend does not trust', () => {
   class Distrusting extends FakeStore {
     override async withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {

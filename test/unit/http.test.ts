@@ -51,6 +51,17 @@ class FakeHandle implements TokenHandle {
       : Promise.reject(new TokendError('TOKEN_UNAVAILABLE', `token ${this.name}: none valid`));
   }
 
+  /** Times a consumer's request woke the handle (no valid token held). */
+  wakes = 0;
+
+  wake(): void {
+    this.wakes++;
+  }
+
+  refreshAfterRejection(): Promise<AccessToken> {
+    return this.ensureFresh(Number.MAX_SAFE_INTEGER);
+  }
+
   status(): TokenStatus {
     return { name: this.name, ready: this.ready, reason: this.reason, expiresAt: this.token?.expiresAt };
   }
@@ -337,6 +348,8 @@ describe('GET /v1/token/NAME', () => {
       expect(JSON.parse(res.body).error).toBe('token_unavailable');
       expect(res.body).not.toContain(SECRET);
     }
+    // Each of those requests asked the handle to try now (it rate-limits and coalesces them).
+    expect(orders.wakes).toBe(2);
   });
 
   it('never serves an expired token even when the handle wrongly offers one', async () => {
