@@ -13,7 +13,7 @@ export async function readBounded(
   maxBytes: number,
   what: string,
   code: 'GRANT_TRANSIENT' | 'DISCOVERY_FAILED' = 'GRANT_TRANSIENT',
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   const tooLarge = (): TokendError =>
     new TokendError(code, `${what}: the answer is larger than ${maxBytes} bytes; refused unread`, { status: res.status });
   const declared = Number(res.headers.get('content-length'));
