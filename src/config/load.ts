@@ -12,6 +12,7 @@ import {
   isMap,
   isScalar,
   isSeq,
+  Lexer,
   LineCounter,
   Parser,
   type CST,
@@ -34,6 +35,12 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
  * data (billion laughs): 100 is far above what shared token defaults need.
  */
 export const MAX_YAML_ALIASES = 100;
+/**
+ * Most YAML syntax tokens (keys, values, indicators, indentation: the lexer's output) in one
+ * configuration. The yaml library's syntax tree takes up to about 1 KiB per token: 1 MiB of `{}, `
+ * is a million tokens and took over 900 MB. A configuration with 40,000 tokens has about 320,000.
+ */
+export const MAX_YAML_TOKENS = 400_000;
 /**
  * Deepest nesting of mappings and lists accepted. The yaml library composes recursively, so a
  * file of a few hundred kB of `[[[[…` would otherwise end in a stack overflow instead of a message.
@@ -159,6 +166,13 @@ function duplicateKeyProblems(doc: Document.Parsed): SyntaxProblem[] {
 function parseText(text: string, source: string | undefined): unknown {
   const lines = new LineCounter();
   const json = source?.toLowerCase().endsWith('.json') ?? false;
+  // Counted before the syntax tree is built: the lexer keeps nothing, the tree keeps everything.
+  let lexemes = 0;
+  for (const _ of new Lexer().lex(text)) {
+    if (++lexemes > MAX_YAML_TOKENS) {
+      throw new ConfigError([`${source ?? 'config'}: more than ${MAX_YAML_TOKENS} YAML tokens (keys, values, punctuation)`]);
+    }
+  }
   const tokens = [...new Parser(lines.addNewLine).parse(text)];
   const limits = treeLimitProblems(tokens);
   if (limits.length > 0) throw new ConfigError(syntaxLines(limits, lines, source));

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH, loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_TOKENS, loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { MAX_SECRET_BYTES, checkSecretFiles, readSecret, secretFiles } from '../../src/config/secrets.js';
 import type { Config } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
@@ -134,11 +134,18 @@ describe('loadConfigFile: untrusted size and shape', () => {
     expect(err.problems).toContain('tokens.t39999.clientId: required');
   });
 
-  it('validates 100,000 keys in one nested mapping', async () => {
-    const keys = Array.from({ length: 100_000 }, (_, i) => `k${i.toString(36)}: 0`).join(', ');
+  it('validates 120,000 keys in one nested mapping', async () => {
+    // Keys without values ({a,b,...}: each null) are the most keys 1 MiB and the token limit allow.
+    const keys = Array.from({ length: 120_000 }, (_, i) => `k${i.toString(36)}`).join(',');
     const path = await file('many-keys.yaml', `${VALID}    extra: {${keys}}\n`);
     const err = await rejection(loadConfigFile(path, { env: {} }));
     expect(err.problems).toEqual(['tokens.orders.extra: unknown key']);
+  });
+
+  it(`refuses more than ${MAX_YAML_TOKENS} YAML tokens before building the syntax tree (1 MiB of "{}, " took 900 MB)`, async () => {
+    const path = await file('flow-bomb.yaml', `l: [${Array(262_000).fill('{}').join(', ')}]\n`);
+    const err = await rejection(loadConfigFile(path, { env: {} }));
+    expect(err.problems).toEqual([`${path}: more than ${MAX_YAML_TOKENS} YAML tokens (keys, values, punctuation)`]);
   });
 
   it('still finds a duplicate key among 40,000, and keys that collide as text', async () => {
@@ -185,7 +192,7 @@ describe('parseConfig: YAML aliases and nesting', () => {
     const deep = (n: number): string => `tokens: ${'['.repeat(n)}${']'.repeat(n)}\n`;
     expect(problemsOf(deep(MAX_YAML_DEPTH - 1))).toEqual(['tokens: expected a mapping']);
     expect(problemsOf(deep(MAX_YAML_DEPTH))).toEqual([`line 1, column ${MAX_YAML_DEPTH + 8}: nested deeper than ${MAX_YAML_DEPTH} levels`]);
-    expect(problemsOf(deep(300_000))).toEqual([`line 1, column ${MAX_YAML_DEPTH + 8}: nested deeper than ${MAX_YAML_DEPTH} levels`]);
+    expect(problemsOf(deep(150_000))).toEqual([`line 1, column ${MAX_YAML_DEPTH + 8}: nested deeper than ${MAX_YAML_DEPTH} levels`]);
   });
 });
 
