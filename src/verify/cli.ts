@@ -3,7 +3,7 @@ import { systemClock } from '../clock.js';
 import type { Config } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { createVerifier, type VerifierDeps } from './verifier.js';
+import { loadVerifier, type VerifierDeps } from './load.js';
 
 /**
  * `tokend verify`: verifies tokenText (surrounding whitespace and a leading `Bearer ` are
@@ -23,7 +23,7 @@ export async function runVerifyCommand(
     throw new ConfigError(['verify: no trusted issuers configured (verify.issuers)']);
   }
   const logger = deps.logger ?? createLogger(config.logLevel, pino.destination({ dest: 2, sync: true }));
-  const verifier = createVerifier(config.verify, { ...deps, clock: deps.clock ?? systemClock, logger });
+  const verifier = await loadVerifier(config.verify, { ...deps, clock: deps.clock ?? systemClock, logger });
   try {
     const outcome = await verifier.verify(tokenText.trim().replace(/^bearer\s+/i, ''));
     out(JSON.stringify(outcome));

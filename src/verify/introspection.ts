@@ -1,15 +1,21 @@
+/**
+ * Opaque tokens, RFC 7662: the pure judgement of an introspection answer and its cache lifetime,
+ * and the flow that asks the issuers (one request per token at a time, verdicts cached).
+ */
 import { createHash } from 'node:crypto';
-import Keyv from 'keyv';
-import type { Clock } from '../clock.js';
+import * as oidc from 'openid-client';
 import type { VerifyIssuerConfig } from '../config/types.js';
+import { SingleFlight } from '../util/single-flight.js';
+import { reject, statusOf, unavailable } from './context.js';
+import type { IntrospectionCache } from './introspection-cache.js';
+import { discover, forgetIssuer, type IssuerState } from './issuers.js';
 import type { VerifyOutcome } from './types.js';
+import type { VerifierState } from './verifier.js';
 
 /** Longest time an active introspection result is reused (ms): revocation shows within this. */
 export const INTROSPECTION_MAX_CACHE_MS = 60_000;
 /** How long a refusal is reused (ms): short, so a token that becomes valid is not refused long. */
 export const INTROSPECTION_NEGATIVE_CACHE_MS = 5_000;
-/** Default bound on cached introspection results; the oldest entry is dropped beyond it. */
-export const INTROSPECTION_CACHE_MAX_ENTRIES = 10_000;
 
 /**
  * Judges an RFC 7662 introspection response against the issuer's configuration, at time nowMs
@@ -65,62 +71,75 @@ export function tokenCacheKey(token: string): string {
   return createHash('sha256').update(token).digest('base64url');
 }
 
-/** A Map that forgets its oldest entry once it holds maxEntries, so a flood cannot grow it. */
-class BoundedMap<K, V> extends Map<K, V> {
-  constructor(private readonly maxEntries: number) {
-    super();
-  }
-  override set(key: K, value: V): this {
-    if (!this.has(key) && this.size >= this.maxEntries) {
-      const oldest = this.keys().next();
-      if (!oldest.done) this.delete(oldest.value);
-    }
-    return super.set(key, value);
-  }
+// ---------------------------------------------------------------------------------------------
+// The flow.
+
+/** A verifier's introspection state: the verdict cache (created on first use) and the requests in flight. */
+export interface IntrospectionState {
+  /** keyv is imported only when the first token is introspected. */
+  cache: Promise<IntrospectionCache> | undefined;
+  /** One request per token (keyed by its hash) at a time. */
+  inflight: SingleFlight<string, VerifyOutcome>;
 }
 
-interface CachedVerdict {
-  outcome: VerifyOutcome;
-  /** Injected-clock time (ms) after which the verdict must not be used. */
-  until: number;
+/** A new, empty introspection state. */
+export function introspectionState(): IntrospectionState {
+  return { cache: undefined, inflight: new SingleFlight() };
 }
 
-/**
- * Introspection verdicts, in memory (keyv over a bounded Map), keyed by the token's hash.
- * Expiry is checked against the injected clock; keyv's own TTL (wall clock) only evicts.
- */
-export class IntrospectionCache {
-  private readonly keyv: Keyv<CachedVerdict>;
-  private readonly clock: Clock;
+function verdictCache(v: VerifierState): Promise<IntrospectionCache> {
+  v.introspection.cache ??= import('./introspection-cache.js').then(
+    ({ IntrospectionCache: Cache }) => new Cache({ clock: v.ctx.clock, maxEntries: v.ctx.introspectionCacheEntries }),
+  );
+  return v.introspection.cache;
+}
 
-  /** @param opts.maxEntries default 10 000 */
-  constructor(opts: { clock: Clock; maxEntries?: number }) {
-    this.clock = opts.clock;
-    this.keyv = new Keyv<CachedVerdict>({
-      store: new BoundedMap<string, unknown>(opts.maxEntries ?? INTROSPECTION_CACHE_MAX_ENTRIES),
-      namespace: 'verify',
-    });
-  }
+/** Forgets cached verdicts and requests in flight (their results are no longer shared or cached). */
+export async function clearIntrospection(v: VerifierState): Promise<void> {
+  const cache = v.introspection.cache;
+  v.introspection.inflight = new SingleFlight();
+  if (cache) await (await cache).clear();
+}
 
-  /** The cached verdict for key, if one is still fresh. */
-  async get(key: string): Promise<VerifyOutcome | undefined> {
-    const hit = await this.keyv.get(key);
-    if (!hit) return undefined;
-    if (this.clock.now() >= hit.until) {
-      await this.keyv.delete(key);
-      return undefined;
+/** Introspects at the given issuers (in order) with a cache and one request per token at a time. */
+export function introspectCached(v: VerifierState, token: string, candidates: readonly IssuerState[]): Promise<VerifyOutcome> {
+  const key = tokenCacheKey(token);
+  return v.introspection.inflight.run(key, async () => {
+    const cache = await verdictCache(v);
+    const cached = await cache.get(key);
+    if (cached) return cached;
+    const { outcome, exp, issuer } = await introspectAt(v, token, candidates);
+    await cache.set(key, outcome, introspectionCacheTtl(outcome, exp, v.ctx.clock.now()));
+    return outcome.active ? outcome : reject(v.ctx, outcome.reason, issuer);
+  });
+}
+
+async function introspectAt(
+  v: VerifierState,
+  token: string,
+  candidates: readonly IssuerState[],
+): Promise<{ outcome: VerifyOutcome; exp?: unknown; issuer?: string }> {
+  let asked = false;
+  for (const state of candidates) {
+    const discovered = await discover(v.ctx, state);
+    if (!discovered.canIntrospect) continue;
+    asked = true;
+    let response: Record<string, unknown>;
+    try {
+      response = (await oidc.tokenIntrospection(discovered.config, token)) as Record<string, unknown>;
+    } catch (err) {
+      const status = statusOf(err);
+      if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
+        // Our own client was refused (e.g. a rotated secret): forget the configuration so the
+        // secret is read again on the next request.
+        forgetIssuer(state, { secrets: false });
+        throw unavailable(v.ctx, state, 'introspection', err, 'GRANT_PERMANENT');
+      }
+      throw unavailable(v.ctx, state, 'introspection', err);
     }
-    return hit.outcome;
+    const outcome = judgeIntrospection(response, state.cfg, v.ctx.clock.now());
+    // An inactive answer may only mean "not mine": ask the next issuer that can introspect.
+    if (outcome.active || outcome.reason !== 'inactive') return { outcome, exp: response.exp, issuer: state.cfg.issuer };
   }
-
-  /** Keeps outcome for ttlMs (nothing when ttlMs <= 0). */
-  async set(key: string, outcome: VerifyOutcome, ttlMs: number): Promise<void> {
-    if (ttlMs <= 0) return;
-    await this.keyv.set(key, { outcome, until: this.clock.now() + ttlMs }, ttlMs);
-  }
-
-  /** Forgets everything. */
-  async clear(): Promise<void> {
-    await this.keyv.clear();
-  }
+  return { outcome: { active: false, reason: asked ? 'inactive' : 'malformed' } };
 }

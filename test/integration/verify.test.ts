@@ -128,6 +128,17 @@ describe('JWT access tokens from oidc-provider', () => {
     expect(jwksFetches() - fetchesAfterWarmup).toBe(1);
   });
 
+  it('makes one discovery and one JWKS request for 50 concurrent verifications on a cold verifier', async () => {
+    const tokens = await Promise.all(Array.from({ length: 50 }, () => clientCredentials(API)));
+    const discoveries = (): number => world.proxy.count(/^\/\.well-known\/openid-configuration$/);
+    const [discoveryStart, jwksStart] = [discoveries(), jwksFetches()];
+    const v = verifier();
+    const verdicts = await Promise.all(tokens.map((t) => v.verify(t)));
+    expect(verdicts.filter((o) => o.active)).toHaveLength(50);
+    expect(discoveries() - discoveryStart).toBe(1);
+    expect(jwksFetches() - jwksStart).toBe(1);
+  });
+
   it('answers a burst of 1,000 tokens with random kids with at most a handful of JWKS fetches', async () => {
     const v = verifier();
     const genuine = await clientCredentials(API);

@@ -1,8 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_TOKENS, loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { MAX_SECRET_BYTES, checkSecretFiles, readSecret, secretFiles } from '../../src/config/secrets.js';
 import type { Config } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
@@ -69,6 +71,128 @@ describe('loadConfigFile', () => {
     const path = await file('bad.yaml', YAML.replace('client_credentials', 'magic'));
     const err = await rejection(loadConfigFile(path, { env: { ISSUER: 'https://idp.example.com' } }));
     expect(err.problems).toEqual(['tokens.orders.grant: expected client_credentials or refresh_token']);
+  });
+});
+
+describe('loadConfigFile: untrusted size and shape', () => {
+  const VALID = 'tokens:\n  orders:\n    tokenEndpoint: https://idp.example.com/token\n    clientId: c\n    clientSecretFile: /s\n    grant: client_credentials\n';
+
+  it('refuses /dev/zero after 1 MiB, naming the file and the limit', async () => {
+    const err = await rejection(loadConfigFile('/dev/zero', { env: {} }));
+    expect(err.problems).toEqual(['config /dev/zero: larger than 1 MiB']);
+  });
+
+  it('refuses a 2 MiB file, naming it', async () => {
+    const path = await file('huge.yaml', VALID + `# ${'x'.repeat(2 * MAX_CONFIG_BYTES)}\n`);
+    const err = await rejection(loadConfigFile(path, { env: {} }));
+    expect(err.problems).toEqual([`config ${path}: larger than 1 MiB`]);
+  });
+
+  it('accepts a file of exactly 1 MiB', async () => {
+    const padding = `# ${'x'.repeat(MAX_CONFIG_BYTES - VALID.length - 3)}\n`;
+    const path = await file('exact.yaml', VALID + padding);
+    expect((VALID + padding).length).toBe(MAX_CONFIG_BYTES);
+    expect((await loadConfigFile(path, { env: {} })).tokens[0]?.name).toBe('orders');
+  });
+
+  it('stops reading a pipe at the limit instead of draining it', async () => {
+    const fifo = join(dir, 'config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // A writer that would send 100 MiB; it can only get ahead of the reader by the pipe's buffer.
+    let accepted = 0;
+    const chunk = Buffer.alloc(64 * 1024, '#');
+    const out = createWriteStream(fifo);
+    const writerDone = new Promise<void>((resolve) => {
+      out.on('error', () => resolve());
+      out.on('close', () => resolve());
+      const pump = (): void => {
+        while (accepted < 100 * MAX_CONFIG_BYTES) {
+          const more = out.write(chunk, (err) => {
+            if (!err) accepted += chunk.length;
+          });
+          if (!more) return void out.once('drain', pump);
+        }
+        out.end();
+      };
+      out.once('open', pump);
+    });
+    const err = await rejection(loadConfigFile(fifo, { env: {} }));
+    expect(err.problems).toEqual([`config ${fifo}: larger than 1 MiB`]);
+    await writerDone;
+    out.destroy();
+    expect(accepted).toBeLessThan(2 * MAX_CONFIG_BYTES);
+  });
+
+  // The yaml library's own duplicate-key check compared every key with every earlier one, and the
+  // problem filter did the same: these took seconds to minutes. The test timeout is the only bound.
+  it('validates 40,000 token keys, reporting each token', async () => {
+    let text = 'tokens:\n';
+    for (let i = 0; i < 40_000; i++) text += `  t${i}: {}\n`;
+    const path = await file('many-tokens.yaml', text);
+    const err = await rejection(loadConfigFile(path, { env: {} }));
+    expect(err.problems).toHaveLength(4 * 40_000);
+    expect(err.problems).toContain('tokens.t39999.clientId: required');
+  });
+
+  it('validates 120,000 keys in one nested mapping', async () => {
+    // Keys without values ({a,b,...}: each null) are the most keys 1 MiB and the token limit allow.
+    const keys = Array.from({ length: 120_000 }, (_, i) => `k${i.toString(36)}`).join(',');
+    const path = await file('many-keys.yaml', `${VALID}    extra: {${keys}}\n`);
+    const err = await rejection(loadConfigFile(path, { env: {} }));
+    expect(err.problems).toEqual(['tokens.orders.extra: unknown key']);
+  });
+
+  it(`refuses more than ${MAX_YAML_TOKENS} YAML tokens before building the syntax tree (1 MiB of "{}, " took 900 MB)`, async () => {
+    const path = await file('flow-bomb.yaml', `l: [${Array(262_000).fill('{}').join(', ')}]\n`);
+    const err = await rejection(loadConfigFile(path, { env: {} }));
+    expect(err.problems).toEqual([`${path}: more than ${MAX_YAML_TOKENS} YAML tokens (keys, values, punctuation)`]);
+  });
+
+  it('still finds a duplicate key among 40,000, and keys that collide as text', async () => {
+    const keys = Array.from({ length: 40_000 }, (_, i) => `k${i}: 0`).join(', ');
+    const err = await rejection(loadConfigFile(await file('dup.yaml', `${VALID}    extra: {${keys}, k17: 1}\n`), { env: {} }));
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatch(/: line 7, column \d+: Map keys must be unique$/);
+    expect(() => parseConfig('tokens:\n  1: {}\n  "1": {}\n', { env: {} })).toThrow('line 3, column 3: Map keys must be unique');
+  });
+});
+
+describe('parseConfig: YAML aliases and nesting', () => {
+  const problemsOf = (text: string): readonly string[] => {
+    try {
+      parseConfig(text, { env: {} });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as ConfigError).problems;
+    }
+    throw new Error('expected a ConfigError');
+  };
+
+  it('refuses a billion-laughs bomb built from merge keys', () => {
+    const bomb = ['a: &a {x0: 1, x1: 1, x2: 1, x3: 1, x4: 1, x5: 1, x6: 1, x7: 1, x8: 1, x9: 1}'];
+    for (let i = 0; i < 7; i++) {
+      const [prev, next] = [String.fromCharCode(97 + i), String.fromCharCode(98 + i)];
+      bomb.push(`${next}: &${next} {<<: [${Array(10).fill(`*${prev}`).join(', ')}], y${i}: 1}`);
+    }
+    expect(problemsOf(bomb.join('\n'))).toEqual(['config: too many or circular YAML aliases']);
+  });
+
+  it(`refuses more than ${MAX_YAML_ALIASES} aliases, even of different anchors (each costs a scan of every anchor before it)`, () => {
+    const lines = ['l:'];
+    for (let i = 0; i <= MAX_YAML_ALIASES; i++) lines.push(`  - &a${i} x`, `  - *a${i}`);
+    expect(problemsOf(lines.join('\n'))).toEqual([`line ${2 * MAX_YAML_ALIASES + 3}, column 5: more than ${MAX_YAML_ALIASES} YAML aliases`]);
+  });
+
+  it('accepts merge keys that share defaults between tokens', () => {
+    const text = `defaults: &d {tokenEndpoint: https://idp.example.com/token, clientSecretFile: /s, grant: client_credentials}\ntokens:\n  a: {<<: *d, clientId: a}\n  b: {<<: *d, clientId: b}\n`;
+    expect(problemsOf(text)).toEqual(['defaults: unknown key']);
+  });
+
+  it(`refuses nesting deeper than ${MAX_YAML_DEPTH} levels with a message, not a stack overflow`, () => {
+    const deep = (n: number): string => `tokens: ${'['.repeat(n)}${']'.repeat(n)}\n`;
+    expect(problemsOf(deep(MAX_YAML_DEPTH - 1))).toEqual(['tokens: expected a mapping']);
+    expect(problemsOf(deep(MAX_YAML_DEPTH))).toEqual([`line 1, column ${MAX_YAML_DEPTH + 8}: nested deeper than ${MAX_YAML_DEPTH} levels`]);
+    expect(problemsOf(deep(150_000))).toEqual([`line 1, column ${MAX_YAML_DEPTH + 8}: nested deeper than ${MAX_YAML_DEPTH} levels`]);
   });
 });
 

@@ -182,3 +182,25 @@ describe('parseConfig interpolation', () => {
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
 });
+
+describe('parseConfig interpolation at scale (the test timeout is the only bound)', () => {
+  it('reports 20,000 unset variables in 20,000 tokens, each once, with their other problems', () => {
+    // Each token has one unset variable (which silences the schema's complaint about the same field)
+    // and three other schema problems: matching problems to failed fields must not be quadratic.
+    const n = 20_000;
+    let text = 'tokens:\n';
+    for (let i = 0; i < n; i++) text += `  t${i}: {tokenEndpoint: "\${UNSET_${i}}"}\n`;
+    let problems: readonly string[] = [];
+    try {
+      parseConfig(text, { env: {} });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      problems = (err as ConfigError).problems;
+    }
+    expect(problems).toHaveLength(4 * n);
+    expect(problems.filter((p) => p.includes('is not set'))).toHaveLength(n);
+    expect(problems).toContain(`tokens.t${n - 1}.tokenEndpoint: environment variable UNSET_${n - 1} is not set`);
+    expect(problems).toContain(`tokens.t${n - 1}.clientId: required`);
+    expect(problems.some((p) => p.startsWith(`tokens.t${n - 1}.tokenEndpoint: expected`))).toBe(false);
+  });
+});

@@ -39,6 +39,10 @@ interface LocalIdp {
   discoveryHangs: boolean;
   /** Answers an introspection request for token (client already authenticated). */
   introspect: (token: string) => IntrospectionAnswer;
+  /** A path ('/jwks', '/introspect', '/.well-known/openid-configuration') answered with a 100 MiB chunked body instead. */
+  flood: string | undefined;
+  /** Bytes of the flood written so far, and a promise settled once its connection closed. */
+  flooded: { bytes: number; closed: Promise<void> };
   close(): Promise<void>;
 }
 
@@ -56,6 +60,8 @@ async function startLocalIdp(opts: { introspection?: boolean } = {}): Promise<Lo
     discoveryStatus: 200,
     discoveryHangs: false,
     introspect: () => ({ status: 200, body: { active: false } }),
+    flood: undefined,
+    flooded: { bytes: 0, closed: Promise.resolve() },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -66,7 +72,27 @@ async function startLocalIdp(opts: { introspection?: boolean } = {}): Promise<Lo
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   };
+  const flood = (res: ServerResponse): void => {
+    let closed: () => void = () => undefined;
+    idp.flooded = { bytes: 0, closed: new Promise((resolve) => (closed = resolve)) };
+    res.on('close', () => closed());
+    // Chunked, no Content-Length: only reading the stream can tell how large it is.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const chunk = Buffer.alloc(64 * 1024, ' ');
+    const pump = (): void => {
+      while (!res.destroyed && idp.flooded.bytes < 100 * 1024 * 1024) {
+        idp.flooded.bytes += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === idp.flood) {
+      req.resume();
+      return flood(res);
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -531,6 +557,102 @@ describe('opaque tokens (RFC 7662 introspection)', () => {
     await expect(verifier([introspecting()]).verify(OPAQUE)).rejects.toMatchObject({ code: 'GRANT_TRANSIENT' });
   });
 
+});
+
+describe('answers from the IdP are read up to 1 MiB', () => {
+  const MiB = 1024 * 1024;
+  const warnings = (): Array<{ issuer?: string; err?: { message?: string } }> =>
+    logLines.map((l) => JSON.parse(l) as { event?: string }).filter((l) => l.event === 'verify.unavailable');
+
+  it('answers GRANT_TRANSIENT (503), never a bad token, to a JWKS streaming 100 MB, and never holds it in memory', async () => {
+    idp.flood = '/jwks';
+    const v = verifier();
+    const token = await sign();
+    const rssBefore = process.memoryUsage().rss;
+    const err = await v.verify(token).catch((e: unknown) => e);
+    const rssGrowth = process.memoryUsage().rss - rssBefore;
+    expect(err).toBeInstanceOf(TokendError);
+    expect(err).toMatchObject({
+      code: 'GRANT_TRANSIENT',
+      message: `verify: JWKS of issuer ${idp.issuer}: the answer is larger than ${MiB} bytes; refused unread`,
+    });
+    // Reading stopped at the limit: the IdP could send little beyond it before the connection closed.
+    await idp.flooded.closed;
+    expect(idp.flooded.bytes).toBeLessThan(20 * MiB);
+    expect(rssGrowth).toBeLessThan(16 * MiB);
+    expect(warnings()).toEqual([
+      expect.objectContaining({ issuer: idp.issuer, err: expect.objectContaining({ message: expect.stringContaining(`larger than ${MiB} bytes`) }) }),
+    ]);
+    // Once the IdP answers normally again, so does the verifier.
+    idp.flood = undefined;
+    expect((await v.verify(token)).active).toBe(true);
+  });
+
+  it('refuses an oversized discovery document the same way, naming it', async () => {
+    idp.flood = '/.well-known/openid-configuration';
+    const err = await verifier().verify(await sign()).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'GRANT_TRANSIENT',
+      message: `verify: discovery of issuer ${idp.issuer}: the answer is larger than ${MiB} bytes; refused unread`,
+    });
+    await idp.flooded.closed;
+    expect(idp.flooded.bytes).toBeLessThan(20 * MiB);
+    expect(warnings()[0]?.err?.message).toContain('discovery');
+  });
+
+  it('refuses an oversized introspection answer the same way, and caches no verdict', async () => {
+    const v = verifier([
+      issuerConfig({
+        introspection: { clientId: INTROSPECTION_CLIENT.id, clientSecret: { kind: 'literal', value: INTROSPECTION_CLIENT.secret }, clientAuth: 'client_secret_basic' },
+      }),
+    ]);
+    idp.flood = '/introspect';
+    const err = await v.verify('opaque-token-value-4f9c2b7e1a').catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'GRANT_TRANSIENT',
+      message: `verify: introspection at issuer ${idp.issuer}: the answer is larger than ${MiB} bytes; refused unread`,
+    });
+    await idp.flooded.closed;
+    expect(idp.flooded.bytes).toBeLessThan(20 * MiB);
+    idp.flood = undefined;
+    idp.introspect = () => ({ status: 200, body: { active: true, aud: AUD } });
+    expect((await v.verify('opaque-token-value-4f9c2b7e1a')).active).toBe(true);
+  });
+});
+
+describe('one discovery and one JWKS fetch per issuer', () => {
+  it('shares one discovery among concurrent first requests, and one introspection client with JWT verification', async () => {
+    idp.introspect = () => ({ status: 200, body: { active: true, aud: AUD } });
+    const v = verifier([
+      issuerConfig({
+        introspection: { clientId: INTROSPECTION_CLIENT.id, clientSecret: { kind: 'literal', value: INTROSPECTION_CLIENT.secret }, clientAuth: 'client_secret_basic' },
+      }),
+    ]);
+    const jwts = await Promise.all(Array.from({ length: 25 }, (_, i) => sign({ jti: String(i) })));
+    const opaque = Array.from({ length: 25 }, (_, i) => `opaque-token-${i}`);
+    const verdicts = await Promise.all([...jwts, ...opaque].map((t) => v.verify(t)));
+    expect(verdicts.every((o) => o.active)).toBe(true);
+    expect(idp.counts).toEqual({ discovery: 1, jwks: 1, introspection: 25 });
+  });
+
+  it('discovers again after close, and a discovery still in flight at close is not kept', async () => {
+    idp.discoveryHangs = true;
+    const v = verifier();
+    const token = await sign();
+    const first = v.verify(token, AbortSignal.timeout(50)).catch((e: unknown) => e);
+    await vi.waitFor(() => expect(idp.counts.discovery).toBe(1));
+    await v.close();
+    idp.discoveryHangs = false;
+    expect((await v.verify(token)).active).toBe(true);
+    expect(idp.counts.discovery).toBe(2);
+    expect(await first).toBeInstanceOf(DOMException);
+  });
+
+  it('refuses two entries for one issuer (tokens are routed by iss: the second could never be used)', () => {
+    expect(() => verifier([issuerConfig(), issuerConfig({ audience: ['billing-api'] })])).toThrow(
+      new ConfigError(['verify.issuers[1].issuer: duplicate issuer']),
+    );
+  });
 });
 
 describe('configuration it refuses', () => {
