@@ -63,8 +63,8 @@ async function loadConfig(opts: ConfigOpts): Promise<Config> {
  * stopped; stderr keeps its plain message. Never a secret: errors carry none in their messages.
  */
 async function logRunFailure(level: 'fatal' | 'error', err: unknown, msg: string): Promise<void> {
-  const { createLogger, EVENTS, serializeError } = await import('./log.js');
-  const error = serializeError(err);
+  const { createLogger, EVENTS, errorSummary } = await import('./log.js');
+  const error = errorSummary(err);
   if (err instanceof ConfigError) error.problems = err.problems;
   createLogger('info', { write: (line: string) => void process.stdout.write(line) })[level]({ event: EVENTS.daemonFailed, error }, msg);
 }

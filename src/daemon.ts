@@ -106,8 +106,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   try {
     if (config.verify) {
       // jose and the verifier are loaded only when a verify section asks for them.
-      const { createVerifier } = await import('./verify/verifier.js');
-      verifier = createVerifier(config.verify, { clock, logger: logger.child({ component: 'verify' }) });
+      const { loadVerifier } = await import('./verify/load.js');
+      verifier = await loadVerifier(config.verify, { clock, logger: logger.child({ component: 'verify' }) });
     }
     const v = verifier;
     server = createTokenServer({

@@ -182,7 +182,8 @@ export function createLogger(level: LogLevel | 'silent', destination: Destinatio
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: serializeError },
+      // One log key for errors, `error`: a raw error put there is summarized, never dumped.
+      serializers: { error: (v: unknown) => (v instanceof Error ? errorSummary(v) : v) },
     },
     destination,
   );
@@ -196,8 +197,8 @@ export function createLogger(level: LogLevel | 'silent', destination: Destinatio
 /**
  * The one loggable form of an error, under the log key `error`: a TokendError's code, message,
  * OAuth error, HTTP status and reason (tokend's own messages never hold a secret); for anything
- * else only its type and errno code, because library errors can carry response bodies or request
- * options (with credentials).
+ * else its type, errno code and a bounded message, never its other fields (library errors can
+ * carry response bodies or request options with credentials).
  */
 export function errorSummary(err: unknown): Record<string, unknown> {
   if (err instanceof TokendError) {
@@ -210,23 +211,10 @@ export function errorSummary(err: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = { code: 'INTERNAL', type: err instanceof Error ? err.name : typeof err };
   const errno = (err as { code?: unknown } | null)?.code;
   if (typeof errno === 'string' && /^[A-Z0-9_]{1,40}$/.test(errno)) out.errno = errno;
+  // Bounded: a library message may quote more than it should (a URL, a path), never a body.
+  if (err instanceof Error && err.message) out.message = err.message.length > 300 ? `${err.message.slice(0, 300)}…` : err.message;
   return out;
 }
 
-/**
- * Errors are logged by code and message only: library errors can carry response bodies or
- * request options (with credentials), so their other fields are never serialized.
- */
-export function serializeError(err: unknown): Record<string, unknown> {
-  if (err instanceof Error) {
-    const out: Record<string, unknown> = { type: err.name, message: err.message };
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string') out.code = code;
-    const oauthError = (err as { oauthError?: unknown }).oauthError;
-    if (typeof oauthError === 'string') out.oauth_error = oauthError;
-    return out;
-  }
-  return { message: String(err) };
-}
 
 export type { Logger };

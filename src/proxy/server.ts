@@ -66,7 +66,7 @@ function createServer(route: Route, limits: ListenerLimits, state: ListenerState
     try {
       handleRequest(route, req, res);
     } catch (err) {
-      route.log.error({ err }, 'proxy request handler failed');
+      route.log.error({ error: err }, 'proxy request handler failed');
       if (!res.headersSent) res.writeHead(500, ['Content-Length', '0']).end();
       else res.destroy();
     }

@@ -234,7 +234,7 @@ export function handleSafely<S extends PublicState>(
   try {
     handler(state, req, res);
   } catch (err) {
-    state.logger.error({ err }, 'request handler failed');
+    state.logger.error({ error: err }, 'request handler failed');
     if (!res.headersSent) sendFixed(state, res, R_INTERNAL);
     else res.destroy();
   }

@@ -61,7 +61,7 @@ function serveMetrics(state: PublicState, res: http.ServerResponse): void {
       send(state, res, 200, headers, body);
     },
     (err: unknown) => {
-      state.logger.warn({ err }, 'rendering metrics failed');
+      state.logger.warn({ error: err }, 'rendering metrics failed');
       if (!res.destroyed) sendFixed(state, res, R_INTERNAL);
     },
   );
@@ -200,7 +200,7 @@ function serveVerify(state: EndpointState, req: http.IncomingMessage, res: http.
     },
     (err: unknown) => {
       if (!done()) return;
-      state.logger.warn({ err }, 'token verification failed unexpectedly');
+      state.logger.warn({ error: err }, 'token verification failed unexpectedly');
       sendFixed(state, res, R_VERIFY_FAILED);
     },
   );

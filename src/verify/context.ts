@@ -110,7 +110,7 @@ export function unavailable(
   if (now - state.lastWarnAt >= WARN_INTERVAL_MS) {
     state.lastWarnAt = now;
     // The raw error: the logger's `err` serializer keeps its type, code and message only.
-    ctx.logger.warn({ event: EVENTS.verifyUnavailable, issuer: state.cfg.issuer, err: found ?? err }, out.message);
+    ctx.logger.warn({ event: EVENTS.verifyUnavailable, issuer: state.cfg.issuer, error: found ?? err }, out.message);
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import { TOKEN_NAME_RE } from '../../token.js';
-import { serializeError, type Logger } from '../../log.js';
+import type { Logger } from '../../log.js';
 import type { StoredState } from '../store.js';
 import type { Client, RedisConnection } from './connection.js';
 import { quit } from './connection.js';
@@ -79,7 +79,7 @@ export class RedisWatch {
         this.subscribed = true;
         this.reloadAll();
       },
-      (err: unknown) => this.logger.debug({ err: serializeError(this.conn.toStoreError(err, 'subscribe', undefined)) }, 'subscribe failed'),
+      (err: unknown) => this.logger.debug({ error: this.conn.toStoreError(err, 'subscribe', undefined) }, 'subscribe failed'),
     );
   }
 
@@ -99,11 +99,11 @@ export class RedisWatch {
           try {
             cb(state);
           } catch (err) {
-            this.logger.error({ token: name, err: serializeError(err) }, 'watch callback failed');
+            this.logger.error({ token: name, error: err }, 'watch callback failed');
           }
         }
       })
-      .catch((err: unknown) => this.logger.debug({ token: name, err: serializeError(err) }, 'could not load a changed token'))
+      .catch((err: unknown) => this.logger.debug({ token: name, error: err }, 'could not load a changed token'))
       .finally(() => {
         if (this.loading.get(name) === p) this.loading.delete(name);
         if (this.again.delete(name)) this.reload(name);
