@@ -208,9 +208,9 @@ export function errorSummary(err: unknown): Record<string, unknown> {
     if (err.reason !== undefined) out.reason = err.reason;
     return out;
   }
-  const out: Record<string, unknown> = { code: 'INTERNAL', type: err instanceof Error ? err.name : typeof err };
   const errno = (err as { code?: unknown } | null)?.code;
-  if (typeof errno === 'string' && /^[A-Z0-9_]{1,40}$/.test(errno)) out.errno = errno;
+  const code = typeof errno === 'string' && /^[A-Z0-9_]{1,40}$/.test(errno) ? errno : 'INTERNAL';
+  const out: Record<string, unknown> = { code, type: err instanceof Error ? err.name : typeof err };
   // Bounded: a library message may quote more than it should (a URL, a path), never a body.
   if (err instanceof Error && err.message) out.message = err.message.length > 300 ? `${err.message.slice(0, 300)}…` : err.message;
   return out;

@@ -581,7 +581,7 @@ describe('answers from the IdP are read up to 1 MiB', () => {
     expect(idp.flooded.bytes).toBeLessThan(20 * MiB);
     expect(rssGrowth).toBeLessThan(16 * MiB);
     expect(warnings()).toEqual([
-      expect.objectContaining({ issuer: idp.issuer, err: expect.objectContaining({ message: expect.stringContaining(`larger than ${MiB} bytes`) }) }),
+      expect.objectContaining({ issuer: idp.issuer, error: expect.objectContaining({ message: expect.stringContaining(`larger than ${MiB} bytes`) }) }),
     ]);
     // Once the IdP answers normally again, so does the verifier.
     idp.flood = undefined;
@@ -597,7 +597,7 @@ describe('answers from the IdP are read up to 1 MiB', () => {
     });
     await idp.flooded.closed;
     expect(idp.flooded.bytes).toBeLessThan(20 * MiB);
-    expect(warnings()[0]?.err?.message).toContain('discovery');
+    expect(warnings()[0]?.error?.message).toContain('discovery');
   });
 
   it('refuses an oversized introspection answer the same way, and caches no verdict', async () => {
