@@ -69,7 +69,8 @@ export async function startWorld(opts: { accessTokenTtlSec?: number; rotate?: bo
         if (t.clientAuth) lines.push(`    clientAuth: ${t.clientAuth}`);
         if (t.scope) lines.push(`    scope: "${t.scope}"`);
         if (t.privateKeyFile) lines.push(`    privateKeyFile: ${t.privateKeyFile}`);
-        if (t.extra?.timeout === undefined) lines.push('    timeout: 1s');
+        // Short, so hangs end quickly; not so short that a loaded CI machine times out real answers.
+        if (t.extra?.timeout === undefined) lines.push('    timeout: 2s');
         for (const [k, v] of Object.entries(t.extra ?? {})) lines.push(`    ${k}: ${typeof v === 'string' ? JSON.stringify(v) : v}`);
       }
       const path = s.file(`tokend-${port}-${++configs}.yaml`, lines.join('\n') + '\n');
