@@ -1,4 +1,4 @@
-import { sleep, type Clock, type Timer } from '../clock.js';
+import { sleep, type Clock } from '../clock.js';
 import { hasCode, TokendError } from '../errors.js';
 import { errorSummary, EVENTS, type Logger } from '../log.js';
 import type { TokenSource } from '../oauth/source.js';
@@ -6,11 +6,11 @@ import type { Lease, StoredState, StoreUpdate, TokenStore } from '../store/store
 import { isUsable, remainingMs, sameGrant, withDeadline, type AccessToken, type GrantResult } from '../token.js';
 import { sha256Hex } from '../util/hash.js';
 import { linkSignals } from '../util/abort.js';
-import { Backoff } from './backoff.js';
 import type { Chain, Pick } from './chain.js';
 import { localRefusal } from './chain.js';
 import type { Credentials } from './credentials.js';
 import { decideWhenStoreDown, refreshDueAt } from './policy.js';
+import { PendingWrite } from './write-back.js';
 
 /** Lease attempts in one refresh before counting it as failed (the holder's lease lapsed without a commit). */
 const MAX_LEASE_ROUNDS = 3;
@@ -79,29 +79,26 @@ export class Coordinator {
   private readonly writeBackWaitMs: number;
   private readonly waiters = new Set<() => void>();
   /** A write the store has not confirmed (a rotation above all): retried until it lands or is superseded. */
-  private pending: StoreUpdate | undefined;
-  private pendingTimer: Timer | undefined;
-  private flushing: Promise<void> | undefined;
-  private readonly flushBackoff: Backoff;
+  private readonly pending: PendingWrite;
   /** The intent already reported as in doubt (holder and time), so it is logged once. */
   private reportedIntent: string | undefined;
 
   constructor(deps: CoordinatorDeps) {
     this.d = deps;
     this.writeBackWaitMs = deps.writeBackWaitMs ?? 5_000;
-    this.flushBackoff = new Backoff({ minMs: 500, maxMs: 30_000, random: deps.random });
+    this.pending = new PendingWrite({ name: deps.name, store: deps.store, chain: deps.chain, clock: deps.clock, log: deps.log, random: deps.random, stopSignal: deps.stopSignal });
   }
 
   /** True while a write the store has not confirmed is held. */
   get hasPendingWrite(): boolean {
-    return this.pending !== undefined;
+    return this.pending.waiting;
   }
 
   /** Wakes every attempt waiting for another process's commit (call on every watch notification). */
   notified(): void {
     for (const wake of this.waiters) wake();
     this.waiters.clear();
-    if (this.pending !== undefined) void this.flush();
+    void this.pending.flush();
   }
 
   /**
@@ -170,7 +167,7 @@ export class Coordinator {
     const update: StoreUpdate = { access: token, refreshToken: chain.current, seedHash: chain.presents ? pick.seedHash : undefined };
     try {
       await store.commit(lease, update);
-      this.flushBackoff.reset();
+      this.pending.succeeded();
     } catch (err) {
       const rotated = result.refreshToken !== undefined && result.refreshToken !== pick.rt;
       if (hasCode(err, 'LEASE_LOST')) {
@@ -181,7 +178,7 @@ export class Coordinator {
       // The IdP rotated (or the store is down): serve the new token whatever happened to the write.
       // A rotation the store may not have is held and written back, conditioned on content, not
       // on the lapsed lease; the new holder, seeing our intent, waits for it.
-      this.keepPending(update, err);
+      this.pending.hold(update, err);
     }
     return { token, origin: 'grant', lifetimeDisagreement: result.lifetimeDisagreement };
   }
@@ -218,7 +215,7 @@ export class Coordinator {
       if (pick.rt !== undefined && rotated !== undefined && rotated !== pick.rt) {
         chain.rotated(pick.rt, rotated, pick.seedHash);
         const update: StoreUpdate = { refreshToken: rotated, seedHash: pick.seedHash };
-        await store.commit(lease, update).catch((e: unknown) => this.keepPending(update, e));
+        await store.commit(lease, update).catch((e: unknown) => this.pending.hold(update, e));
       } else if (pick.rt !== undefined && hasCode(err, 'GRANT_PERMANENT', 'GRANT_TRANSIENT') && err.status !== undefined) {
         // The IdP answered without rotating: the token was not consumed; others may present it.
         await store.clearIntent(lease, sha256Hex(pick.rt)).catch(() => undefined);
@@ -248,7 +245,7 @@ export class Coordinator {
       linked.dispose();
     }
     const token = this.stamp(result.token);
-    this.keepPending({ access: token }, err);
+    this.pending.hold({ access: token }, err);
     return { token, origin: 'grant', lifetimeDisagreement: result.lifetimeDisagreement };
   }
 
@@ -297,62 +294,22 @@ export class Coordinator {
       isUsable(held, this.d.clock) &&
       (state.access === undefined || (sameGrant(state.access, held.grantKey) && state.access.expiresAt < held.expiresAt - 1_000));
     if (!rtLost && !accessLost) return;
-    this.pending = {
+    this.pending.restore({
       ...(accessLost ? { access: held } : {}),
       ...(rtLost ? { refreshToken: chain.current, seedHash: chain.seedHash } : {}),
-      ...(this.pending ?? {}),
-    };
-    void this.flush();
-  }
-
-  /** Tries the pending write now (one at a time); on failure retries later with backoff. */
-  flush(): Promise<void> {
-    if (this.pending === undefined) return Promise.resolve();
-    this.flushing ??= this.flushOnce().finally(() => {
-      this.flushing = undefined;
     });
-    return this.flushing;
   }
 
-  /** Cancels the retry timer (the refresher is stopping). */
+  /** Tries the write the store has not confirmed, now. */
+  flush(): Promise<void> {
+    return this.pending.flush();
+  }
+
+  /** Cancels the retry timer and wakes every waiter (the refresher is stopping). */
   stop(): void {
-    this.pendingTimer?.cancel();
-    this.pendingTimer = undefined;
+    this.pending.stop();
     for (const wake of this.waiters) wake();
     this.waiters.clear();
-  }
-
-  private async flushOnce(): Promise<void> {
-    const update = this.pending;
-    if (update === undefined) return;
-    this.pendingTimer?.cancel();
-    this.pendingTimer = undefined;
-    const { store, name, log, chain } = this.d;
-    try {
-      const result = await store.writeBack(name, chain.consumed, update);
-      if (this.pending === update) this.pending = undefined;
-      this.flushBackoff.reset();
-      const what = update.refreshToken !== undefined ? 'refresh_token' : 'access_token';
-      if (result === 'written') log.warn({ event: EVENTS.storeRestored, what }, 'wrote to the store what it was missing');
-      else if (result === 'superseded') log.info({ event: EVENTS.storeRestored, what, superseded: true }, 'the store holds something newer; nothing written back');
-    } catch (err) {
-      if (this.d.stopSignal.aborted) return;
-      const delay = this.flushBackoff.next();
-      log.debug({ error: errorSummary(err), retry_in_ms: delay }, 'could not write back yet');
-      this.pendingTimer = this.d.clock.setTimer(() => void this.flush(), delay);
-    }
-  }
-
-  private keepPending(update: StoreUpdate, err: unknown): void {
-    const rotation = update.refreshToken !== undefined;
-    this.pending = { ...this.pending, ...update };
-    this.d.log.error(
-      { event: EVENTS.storeFailed, error: errorSummary(err), what: rotation ? 'refresh_token' : 'access_token' },
-      rotation
-        ? 'could not store the rotated refresh token; holding it and writing it back when the store answers'
-        : 'could not write the access token; serving it from memory and writing it when the store answers',
-    );
-    void this.flush();
   }
 
   /** Another process recorded an intent on rt and has not committed its result. */

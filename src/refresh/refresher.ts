@@ -1,4 +1,4 @@
-import type { Clock, Timer } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { TokenConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';
 import { errorSummary, EVENTS, type Logger } from '../log.js';
@@ -7,11 +7,13 @@ import type { StoredState, TokenStore } from '../store/store.js';
 import { isUsable, remainingMs, sameGrant, type AccessToken } from '../token.js';
 import { raceAbort } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
+import { AttemptTimer } from './attempt-timer.js';
 import { Backoff, type RetryBounds } from './backoff.js';
+import { HeldToken } from './held-token.js';
 import { chainFor, type Chain } from './chain.js';
 import { Coordinator, type Obtained } from './coordinator.js';
 import { readCredentials, type Credentials } from './credentials.js';
-import type { RefreshObserver, RefreshResult, TokenHandle, TokenListener, TokenOrigin, TokenStatus } from './handle.js';
+import type { RefreshObserver, RefreshResult, TokenHandle, TokenListener, TokenStatus } from './handle.js';
 import { grantKeyOf, msUntilRefresh, permanentReason, tokenJitter } from './policy.js';
 import { revokeToken } from './revocation.js';
 
@@ -62,6 +64,11 @@ interface PermanentFailure {
  *
  * Invariants: at most one attempt in flight (timer, reconcile and callers share it); an expired
  * token is never handed out; a permanent failure stops retries until the credentials change.
+ *
+ * Longer than the house's ~400 lines on purpose: it is the TokenHandle, and every path into it
+ * (timer, tick, store notification, callers) must share one single flight and one state. Its
+ * parts live in their own modules: HeldToken (what is served), AttemptTimer, Chain, Coordinator,
+ * PendingWrite, Backoff and the pure policy.
  */
 export class Refresher implements TokenHandle {
   readonly name: string;
@@ -75,16 +82,10 @@ export class Refresher implements TokenHandle {
   private readonly abort = new AbortController();
   private readonly attempts = new SingleFlight<'attempt', void>();
 
-  /** The published token (may have expired since; current() checks). */
-  private token: AccessToken | undefined;
-  private everPublished = false;
-  private expiredLoggedFor: AccessToken | undefined;
+  private readonly held: HeldToken;
+  private readonly timer: AttemptTimer;
   /** sha256 of the seed as last read. */
   private seedHash: string | undefined;
-  private timer: Timer | undefined;
-  private expiryTimer: Timer | undefined;
-  /** Monotonic time (ms) of the next scheduled attempt. */
-  private nextAttemptAt: number | undefined;
   /** No attempt before this monotonic time (the IdP's Retry-After). */
   private notBefore = Number.NEGATIVE_INFINITY;
   private lastForcedAt = Number.NEGATIVE_INFINITY;
@@ -108,6 +109,8 @@ export class Refresher implements TokenHandle {
     this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
     this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
     this.jitter = deps.jitter ?? ((t) => tokenJitter(t.accessToken));
+    this.held = new HeldToken(this.name, deps.clock, deps.logger, deps.listeners ?? []);
+    this.timer = new AttemptTimer(deps.clock, () => void this.refresh(0));
     this.coordinator = new Coordinator({
       name: this.name,
       store: deps.store,
@@ -165,7 +168,7 @@ export class Refresher implements TokenHandle {
     const seedChanged = this.chain.presents && state.refreshToken !== undefined && creds.seedHash !== undefined && state.seedHash !== creds.seedHash;
     // A stored token obtained under other settings (scope, audience, client… changed) is not served.
     if (isUsable(state.access, this.d.clock) && sameGrant(state.access, this.grantKey)) {
-      this.publish(state.access, 'loaded');
+      this.held.publish(state.access, 'loaded', this.d.clock.now());
       // A new seed means a new credential: refresh with it now, serving the stored token meanwhile.
       if (!seedChanged) {
         this.scheduleRefreshOf(state.access);
@@ -179,9 +182,8 @@ export class Refresher implements TokenHandle {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.cancelTimer();
-    this.expiryTimer?.cancel();
-    this.expiryTimer = undefined;
+    this.timer.cancel();
+    this.held.close();
     this.unwatch?.();
     this.unwatch = undefined;
     this.abort.abort(new TokendError('TOKEN_UNAVAILABLE', `token ${this.name}: refresher stopped`));
@@ -244,28 +246,23 @@ export class Refresher implements TokenHandle {
   async revoke(): Promise<void> {
     await this.attempts.current('attempt')?.catch(() => undefined);
     this.revoked = true;
-    this.cancelTimer();
+    this.timer.cancel();
+    const held = this.held.latest;
     try {
-      await revokeToken({ name: this.name, store: this.d.store, source: this.d.source, chain: this.chain, held: this.token, clock: this.d.clock, log: this.d.logger, signal: this.abort.signal });
+      await revokeToken({ name: this.name, store: this.d.store, source: this.d.source, chain: this.chain, held, clock: this.d.clock, log: this.d.logger, signal: this.abort.signal });
     } catch (err) {
       this.revoked = false;
-      if (this.started && !this.stopped && this.token !== undefined && !this.permanent) this.scheduleRefreshOf(this.token);
+      if (this.started && !this.stopped && held !== undefined && !this.permanent) this.scheduleRefreshOf(held);
       throw err;
     }
-    this.token = undefined;
-    this.expiryTimer?.cancel();
-    this.expiryTimer = undefined;
+    this.held.drop();
   }
 
   // ---------------------------------------------------------------- TokenHandle
 
   /** The published token if it is still valid; never an expired one. */
   current(): AccessToken | undefined {
-    const t = this.token;
-    if (t === undefined) return undefined;
-    if (isUsable(t, this.d.clock)) return t;
-    this.noteExpired(t);
-    return undefined;
+    return this.held.current();
   }
 
   /**
@@ -318,7 +315,7 @@ export class Refresher implements TokenHandle {
     if (t !== undefined) return { name: this.name, ready: true, expiresAt: t.expiresAt };
     let reason = 'not yet acquired';
     if (this.revoked) reason = 'revoked';
-    else if (this.token !== undefined) reason = 'expired';
+    else if (this.held.latest !== undefined) reason = 'expired';
     else if (this.stopped) reason = 'stopped';
     return { name: this.name, ready: false, reason, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
   }
@@ -326,8 +323,9 @@ export class Refresher implements TokenHandle {
   /** ms until the next scheduled attempt, at least 1 000; the backoff maximum when nothing is scheduled. */
   retryAfterMs(): number {
     if (this.attempts.current('attempt')) return 1_000;
-    if (this.nextAttemptAt === undefined) return Math.max(1_000, this.backoff.bounds.maxMs);
-    return Math.max(1_000, Math.ceil(this.nextAttemptAt - this.d.clock.monotonic()));
+    const next = this.timer.msUntil();
+    if (next === undefined) return Math.max(1_000, this.backoff.bounds.maxMs);
+    return Math.max(1_000, Math.ceil(next));
   }
 
   // ---------------------------------------------------------------- attempts
@@ -349,7 +347,7 @@ export class Refresher implements TokenHandle {
   }
 
   private async attempt(needTtlMs: number): Promise<void> {
-    this.cancelTimer();
+    this.timer.cancel();
     if (this.stopped || this.revoked || this.permanent) return;
     const startedAt = this.d.clock.now();
     this.attemptStartedAt = startedAt;
@@ -378,10 +376,11 @@ export class Refresher implements TokenHandle {
       );
     }
     if (this.stopped) return;
-    this.publish(obtained.token, obtained.origin);
+    this.held.publish(obtained.token, obtained.origin, this.attemptStartedAt);
     this.observe(obtained.origin === 'adopted' ? 'adopted' : 'success', startedAt);
     // A token issued already inside its refresh window (tiny lifetimes) must not become a grant loop.
-    if (this.token) this.scheduleRefreshOf(this.token, this.backoff.bounds.minMs);
+    const t = this.held.latest;
+    if (t) this.scheduleRefreshOf(t, this.backoff.bounds.minMs);
   }
 
   private onFailure(err: unknown, startedAt: number, creds: Credentials | undefined): void {
@@ -389,7 +388,7 @@ export class Refresher implements TokenHandle {
     const permanent = permanentReason(err);
     if (permanent !== undefined) {
       this.permanent = { reason: permanent, fingerprint: creds?.fingerprint ?? '' };
-      this.nextAttemptAt = undefined;
+      this.timer.cancel();
       this.observe('permanent_error', startedAt);
       // Still a token.refresh_failed (operators tail that one event), marked permanent, with no retry.
       this.d.logger.error(
@@ -439,7 +438,7 @@ export class Refresher implements TokenHandle {
     const held = this.current();
     if (!this.coordinator.canAdopt(state, { seedHash: this.seedHash, needTtlMs: 0, held }, false)) return;
     this.attemptStartedAt = this.d.clock.now();
-    this.publish(state.access, 'adopted');
+    this.held.publish(state.access, 'adopted', this.attemptStartedAt);
     this.observe('adopted', this.attemptStartedAt);
     this.permanent = undefined; // another replica's success proves the credential works
     this.backoff.reset();
@@ -450,8 +449,8 @@ export class Refresher implements TokenHandle {
   private markRevoked(fingerprint: string): void {
     if (this.stopped || this.revoked) return;
     this.chain.revoke();
-    this.token = undefined;
-    this.cancelTimer();
+    this.held.drop();
+    this.timer.cancel();
     this.permanent = { reason: 'permanent failure: revoked', fingerprint };
     this.d.logger.warn({ event: EVENTS.revoked }, 'the refresh token was revoked; waiting for a new seed');
   }
@@ -462,50 +461,11 @@ export class Refresher implements TokenHandle {
     return readCredentials(this.d.source, this.chain.presents, this.seedHash);
   }
 
-  private publish(token: AccessToken, how: TokenOrigin): void {
-    const prev = this.token;
-    if (prev !== undefined && prev.accessToken === token.accessToken && prev.expiresAt === token.expiresAt) return;
-    const first = !this.everPublished;
-    this.token = token;
-    this.everPublished = true;
-    this.armExpiryTimer(token);
-    for (const l of this.d.listeners ?? []) {
-      try {
-        l.tokenChanged(this.name, token, how);
-      } catch (err) {
-        this.d.logger.error({ error: errorSummary(err) }, 'a token listener failed');
-      }
-    }
-    const expires_at = Math.floor(token.expiresAt / 1000);
-    if (how === 'loaded') {
-      this.d.logger.info({ event: EVENTS.loaded, expires_at }, 'loaded a valid token from the store');
-      return;
-    }
-    const duration_ms = how === 'grant' ? Math.max(0, this.d.clock.now() - this.attemptStartedAt) : 0;
-    const message = how === 'adopted' ? 'adopted a token another replica obtained' : first ? 'token acquired' : 'token refreshed';
-    this.d.logger.info({ event: first ? EVENTS.acquired : EVENTS.refreshed, expires_at, duration_ms, adopted: how === 'adopted' }, message);
-  }
-
-  private armExpiryTimer(token: AccessToken): void {
-    this.expiryTimer?.cancel();
-    if (this.stopped) return;
-    this.expiryTimer = this.d.clock.setTimer(() => {
-      this.expiryTimer = undefined;
-      if (this.token === token) this.current();
-    }, remainingMs(token, this.d.clock));
-  }
-
-  private noteExpired(token: AccessToken): void {
-    if (this.expiredLoggedFor === token) return;
-    this.expiredLoggedFor = token;
-    this.d.logger.warn({ event: EVENTS.expired, expires_at: Math.floor(token.expiresAt / 1000) }, 'token expired without a replacement');
-  }
-
   /** True when the refresh of the held token is due by either clock, or nothing is scheduled. */
   private isOverdue(): boolean {
-    if (this.nextAttemptAt === undefined) return true;
-    if (this.d.clock.monotonic() >= this.nextAttemptAt) return true;
-    const t = this.token;
+    const next = this.timer.msUntil();
+    if (next === undefined || next <= 0) return true;
+    const t = this.held.latest;
     return t !== undefined && msUntilRefresh(t, this.d.clock, { refreshAt: this.d.config.refreshAt, random: this.jitter(t) }) <= 0;
   }
 
@@ -516,19 +476,8 @@ export class Refresher implements TokenHandle {
   }
 
   private scheduleIn(ms: number): void {
-    this.cancelTimer();
-    if (this.stopped || this.revoked) return;
-    this.nextAttemptAt = this.d.clock.monotonic() + ms;
-    this.timer = this.d.clock.setTimer(() => {
-      this.timer = undefined;
-      void this.refresh(0);
-    }, ms);
-  }
-
-  private cancelTimer(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.nextAttemptAt = undefined;
+    if (this.stopped || this.revoked) return this.timer.cancel();
+    this.timer.in(ms);
   }
 
   private observe(result: RefreshResult, startedAt: number): void {
