@@ -3,14 +3,11 @@ import type { DestinationStream } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { AsyncLogDestination, createLogger, droppedLogLines, errorSummary, EVENTS, type Logger } from './log.js';
-import { createTokenSource } from './oauth/grants.js';
-import { createIdpRegistry } from './oauth/idp-registry.js';
 import { credentialFiles } from './refresh/credentials.js';
-import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
-import { Refresher } from './refresh/refresher.js';
+import type { Refresher } from './refresh/refresher.js';
+import { buildTokens } from './tokens.js';
 import { FileWatcher } from './util/file-watch.js';
 import type { TokenHandle } from './refresh/handle.js';
-import { createStore } from './store/create.js';
 import type { TokenStore } from './store/store.js';
 import { createTokenServer, type TokenServer } from './server/http.js';
 import { Metrics } from './server/metrics.js';
@@ -48,7 +45,7 @@ export interface Daemon {
 }
 
 /**
- * Composition root: config → store → token sources → refreshers → server. Resolves as soon as the
+ * Composition root: config → store → token sources → refreshers → servers. Resolves as soon as the
  * endpoint listens (so /healthz answers and a SIGTERM can stop it at once); the first grants run
  * on (see `started`), and /readyz says which tokens are still missing.
  */
@@ -58,51 +55,68 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
   // stdout by default, written asynchronously: a log reader that stalls must not stall tokend.
   const logDestination = opts.logDestination ?? (opts.logger ? undefined : new AsyncLogDestination());
   const logger = opts.logger ?? createLogger(config.logLevel, logDestination);
+  const metrics = new Metrics({ clock, perToken: config.metricsPerToken, droppedLogLines: () => droppedLogLines(logDestination) });
 
-  const store = opts.store ?? (await createStore(config.store, logger));
-  await store.init();
-
-  const metrics = new Metrics({
-    clock,
-    perToken: config.metricsPerToken,
-    droppedLogLines: () => droppedLogLines(logDestination),
-  });
-  // One discovery, connection pool and grant limiter per IdP, shared by every token.
-  const idp = createIdpRegistry({ concurrency: config.idpConcurrency, clock });
-  // Output files and change notifications, checked before anything is obtained (a missing
-  // directory is a bad config: exit 2).
-  const outputs: TokenOutputs[] = [];
+  const tokens = await buildTokens(config, { clock, random, logger, registry: metrics.registry, observer: metrics, store: opts.store });
+  metrics.track(tokens.handles);
+  let listeners: Listeners;
   try {
-    for (const tc of config.tokens) {
-      outputs.push(await createTokenListeners(tc, { clock, random, logger: logger.child({ token: tc.name }), registry: metrics.registry }));
-    }
+    listeners = await startListeners(config, { handles: tokens.handles, metrics, clock, logger });
   } catch (err) {
-    await Promise.all(outputs.map((o) => o.close()));
-    await store.close().catch(() => undefined);
+    await tokens.close();
     throw err;
   }
-  const refreshers = config.tokens.map(
-    (tc, i) =>
-      new Refresher({
-        config: tc,
-        source: createTokenSource(tc, { clock, idp }),
-        store,
-        clock,
-        random,
-        logger: logger.child({ token: tc.name }),
-        observer: metrics,
-        listeners: outputs[i]?.listeners,
-      }),
-  );
-  const handles = new Map<string, TokenHandle>(refreshers.map((r) => [r.name, r]));
-  metrics.track(handles);
+  const started = Promise.all(tokens.refreshers.map((r) => r.start())).then(() => undefined);
+  const checks = startChecks(config, tokens.refreshers, logger);
+  logger.info({ event: EVENTS.daemonStarted, tokens: config.tokens.map((t) => t.name), store: config.store.type }, 'tokend started');
 
+  const revokeOnShutdown = new Set(config.tokens.filter((t) => t.revokeOnShutdown).map((t) => t.name));
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ event: EVENTS.daemonStopping }, 'stopping');
+      // Proxies first: requests in flight finish with a token before the refreshers stop.
+      await listeners.closeProxies();
+      await checks.close();
+      await tokens.close((r) => (revokeOnShutdown.has(r.name) ? revokeQuietly(r, logger) : Promise.resolve()));
+      await listeners.close();
+      logger.info({ event: EVENTS.daemonStopped }, 'stopped');
+      logger.flush?.();
+    })();
+    return stopping;
+  };
+  const reload = (): void => {
+    logger.info({ event: EVENTS.daemonReload }, 're-reading secret files');
+    for (const r of tokens.refreshers) r.reconcile();
+  };
+  return { url: listeners.url, metricsUrl: listeners.metricsUrl, handles: tokens.handles, proxyUrls: listeners.proxyUrls, logger, started, reload, stop };
+}
+
+/** The endpoint, the metrics listener and the egress proxies, listening. */
+interface Listeners {
+  readonly url: string;
+  readonly metricsUrl: string | undefined;
+  readonly proxyUrls: ReadonlyMap<string, string>;
+  closeProxies(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Starts every listener; on failure closes those already started and rethrows. */
+async function startListeners(
+  config: Config,
+  d: { handles: ReadonlyMap<string, TokenHandle>; metrics: Metrics; clock: Clock; logger: Logger },
+): Promise<Listeners> {
+  const { handles, metrics, clock, logger } = d;
   let verifier: Verifier | undefined;
   let server: TokenServer | undefined;
   let metricsServer: MetricsServer | undefined;
-  let url: string;
-  let metricsUrl: string | undefined;
   let proxies: { urls: ReadonlyMap<string, string>; close(): Promise<void> } | undefined;
+  const close = async (): Promise<void> => {
+    await proxies?.close();
+    await server?.close();
+    await metricsServer?.close();
+    await verifier?.close();
+  };
   try {
     if (config.verify) {
       // jose and the verifier are loaded only when a verify section asks for them.
@@ -110,16 +124,11 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       verifier = await loadVerifier(config.verify, { clock, logger: logger.child({ component: 'verify' }) });
     }
     const v = verifier;
-    server = createTokenServer({
-      handles,
-      metrics,
-      clock,
-      logger,
-      verifier: v ? (bearer, signal) => v.verify(bearer, signal) : undefined,
-      allowedHosts: config.allowedHosts,
-    });
-    url = await server.listen(config.listen);
+    const verify = v ? (bearer: string, signal: AbortSignal) => v.verify(bearer, signal) : undefined;
+    server = createTokenServer({ handles, metrics, clock, logger, verifier: verify, allowedHosts: config.allowedHosts });
+    const url = await server.listen(config.listen);
     logger.info({ event: EVENTS.listening, url }, 'endpoint listening');
+    let metricsUrl: string | undefined;
     if (config.metricsListen) {
       metricsServer = createMetricsServer({ metrics, handles, logger });
       metricsUrl = await metricsServer.listen(config.metricsListen);
@@ -130,80 +139,59 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       const { startProxies } = await import('./proxy/index.js');
       proxies = await startProxies(config.proxies, handles, { clock, logger, registry: metrics.registry });
     }
+    const p = proxies;
+    return {
+      url,
+      metricsUrl,
+      proxyUrls: p?.urls ?? new Map(),
+      closeProxies: async () => {
+        await p?.close();
+        proxies = undefined;
+      },
+      close,
+    };
   } catch (err) {
-    await metricsServer?.close();
-    await server?.close();
-    await verifier?.close();
-    await Promise.all(outputs.map((o) => o.close()));
-    await store.close().catch(() => undefined);
+    await close();
     throw err;
   }
+}
 
-  const started = Promise.all(refreshers.map((r) => r.start())).then(() => undefined);
-
-  // Secret files are watched (inotify, no polling): a rotated Secret or a new seed is noticed at
-  // once. Tokens whose files cannot be watched are fully reconciled on every tick instead.
+/**
+ * The periodic check and the secret-file watches. Secret files are watched (inotify, no polling):
+ * a rotated Secret or a new seed is noticed at once; tokens whose files cannot be watched are fully
+ * reconciled on every tick instead. The tick itself catches every token that is due even when a
+ * timer did not fire (timers run on the monotonic clock, which stands still while a VM is
+ * suspended), and costs no I/O while nothing is.
+ */
+function startChecks(config: Config, refreshers: readonly Refresher[], logger: Logger): { close(): Promise<void> } {
   const files = new FileWatcher();
   const unwatched = new Set<Refresher>();
   refreshers.forEach((r, i) => {
     const tc = config.tokens[i];
     if (tc !== undefined && files.watch(credentialFiles(tc), () => r.reconcile()).length > 0) unwatched.add(r);
   });
-
-  // A periodic check: timers run on the monotonic clock, which stands still while a VM is
-  // suspended; this catches every token that is due regardless. It costs no I/O while nothing is.
-  const reconcileTask = cron.schedule(
-    config.reconcileCron,
-    () => {
-      for (const r of refreshers) {
-        if (unwatched.has(r)) r.reconcile();
-        else r.tick();
-      }
-    },
-    { name: 'tokend-reconcile', noOverlap: true, logger: cronLogger(logger) },
-  );
-
-  logger.info({ event: EVENTS.daemonStarted, tokens: config.tokens.map((t) => t.name), store: config.store.type }, 'tokend started');
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      logger.info({ event: EVENTS.daemonStopping }, 'stopping');
-      // Proxies first: requests in flight finish with a token before the refreshers stop.
-      await proxies?.close();
-      await reconcileTask.stop();
-      await reconcileTask.destroy?.();
+  const tick = (): void => {
+    for (const r of refreshers) {
+      if (unwatched.has(r)) r.reconcile();
+      else r.tick();
+    }
+  };
+  const task = cron.schedule(config.reconcileCron, tick, { name: 'tokend-reconcile', noOverlap: true, logger: cronLogger(logger) });
+  return {
+    async close() {
+      await task.stop();
+      await task.destroy?.();
       files.close();
-      await Promise.all(refreshers.map((r, i) => stopRefresher(r, config.tokens[i]?.revokeOnShutdown === true, logger)));
-      await Promise.all(outputs.map((o) => o.close()));
-      await server?.close();
-      await metricsServer?.close();
-      await verifier?.close();
-      await idp.close();
-      await store.close();
-      logger.info({ event: EVENTS.daemonStopped }, 'stopped');
-      logger.flush?.();
-    })();
-    return stopping;
+    },
   };
-
-  const reload = (): void => {
-    logger.info({ event: EVENTS.daemonReload }, 're-reading secret files');
-    for (const r of refreshers) r.reconcile();
-  };
-
-  return { url, metricsUrl, handles, proxyUrls: proxies?.urls ?? new Map(), logger, started, reload, stop };
 }
 
-async function stopRefresher(r: Refresher, revokeFirst: boolean, logger: Logger): Promise<void> {
-  if (revokeFirst) {
-    try {
-      await r.revoke();
-    } catch (err) {
-      logger.child({ token: r.name }).warn({ event: EVENTS.revoked, error: errorSummary(err) }, 'revocation on shutdown failed');
-    }
+async function revokeQuietly(r: Refresher, logger: Logger): Promise<void> {
+  try {
+    await r.revoke();
+  } catch (err) {
+    logger.child({ token: r.name }).warn({ event: EVENTS.revoked, error: errorSummary(err) }, 'revocation on shutdown failed');
   }
-  await r.stop();
 }
 
 // node-cron prints its own warnings to the console; route them into the JSON log instead.

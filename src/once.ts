@@ -1,13 +1,10 @@
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/types.js';
 import { errorSummary, EVENTS, type Logger } from './log.js';
-import { createTokenSource } from './oauth/grants.js';
-import { createIdpRegistry } from './oauth/idp-registry.js';
 import { Registry } from 'prom-client';
-import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import type { TokenStatus } from './refresh/handle.js';
-import { Refresher } from './refresh/refresher.js';
-import { createStore } from './store/create.js';
+import type { Refresher } from './refresh/refresher.js';
+import { buildTokens } from './tokens.js';
 import type { TokenStore } from './store/store.js';
 
 /** Options of {@link runOnce}. */
@@ -34,47 +31,20 @@ export interface OnceResult {
  */
 export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceResult> {
   const clock = opts.clock ?? systemClock;
-  const store = opts.store ?? (await createStore(config.store, opts.logger));
-  await store.init();
-  // The outputs and notifications of the daemon, written before the run ends.
-  const registry = new Registry();
-  const idp = createIdpRegistry({ concurrency: config.idpConcurrency, clock });
-  const outputs: TokenOutputs[] = [];
-  try {
-    for (const tc of config.tokens) {
-      outputs.push(await createTokenListeners(tc, { clock, random: opts.random ?? Math.random, logger: opts.logger.child({ token: tc.name }), registry }));
-    }
-  } catch (err) {
-    await Promise.all(outputs.map((o) => o.close()));
-    await idp.close();
-    await store.close().catch(() => undefined);
-    throw err;
-  }
-  const refreshers = config.tokens.map(
-    (tc, i) =>
-      new Refresher({
-        config: tc,
-        source: createTokenSource(tc, { clock, idp }),
-        store,
-        clock,
-        random: opts.random ?? Math.random,
-        logger: opts.logger.child({ token: tc.name }),
-        listeners: outputs[i]?.listeners,
-      }),
-  );
+  // The outputs and notifications of the daemon too: written before the run ends.
+  const tokens = await buildTokens(config, { clock, random: opts.random ?? Math.random, logger: opts.logger, registry: new Registry(), store: opts.store });
   // tokend's timers do not hold the process open (a daemon exits on its signal): a one-shot run
   // must stay alive until it is done, retries included.
   const keepAlive = setInterval(() => undefined, 60_000);
   let statuses: TokenStatus[] = [];
   try {
-    await Promise.all(refreshers.map((r) => r.start()));
-    await Promise.all(refreshers.map((r) => untilSettled(r, clock, opts.timeoutMs)));
-    statuses = refreshers.map((r) => r.status());
+    await Promise.all(tokens.refreshers.map((r) => r.start()));
+    await Promise.all(tokens.refreshers.map((r) => untilSettled(r, clock, opts.timeoutMs)));
+    statuses = tokens.refreshers.map((r) => r.status());
   } finally {
     clearInterval(keepAlive);
-    await Promise.all(refreshers.map((r) => r.stop()));
-    await Promise.all(outputs.map((o) => o.close()));
-    await store.close().catch((err: unknown) => opts.logger.warn({ error: errorSummary(err) }, 'closing the store failed'));
+    // Stops the refreshers (a rotated refresh token is saved first), flushes outputs, closes the store.
+    await tokens.close().catch((err: unknown) => opts.logger.warn({ error: errorSummary(err) }, 'closing the store failed'));
   }
   const ready: string[] = [];
   const failed: Array<{ name: string; reason: string; lastError?: string | undefined }> = [];
