@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { parseFileMode } from '../config/fields.js';
 import { TokendError } from '../errors.js';
+import { KeyQueue } from '../util/key-queue.js';
 import { isUsable, withDeadline } from '../token.js';
 import { prepareDir } from './dir-safety.js';
 import { FileEntries, STATE_DIR_MODE, STATE_FILE_MODE } from './file-entries.js';
@@ -72,7 +73,7 @@ export class FileStore implements TokenStore {
   private entries: FileEntries;
   private readonly leases: LocalLeases;
   /** Tail of each name's operation queue (settled, never rejecting). */
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queue = new KeyQueue<string>();
   /** Per watched name, each watcher and a fingerprint of the state it was last told (no repeats). */
   private readonly watchers = new Map<string, Map<Watcher, string | undefined>>();
   private readonly reloading = new Set<string>();
@@ -207,7 +208,7 @@ export class FileStore implements TokenStore {
     this.dirWatcher.stop();
     this.watchers.clear();
     await this.leases.drain();
-    await Promise.all([...this.queues.values()]);
+    await this.queue.drain();
   }
 
   private makeEntries(dirOwner: number | undefined, stateOwner: number | undefined): FileEntries {
@@ -288,17 +289,7 @@ export class FileStore implements TokenStore {
     } catch (err) {
       return Promise.reject(err);
     }
-    const previous = this.queues.get(name) ?? Promise.resolve();
-    const run = previous.then(op);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.queues.set(name, tail);
-    void tail.then(() => {
-      if (this.queues.get(name) === tail) this.queues.delete(name);
-    });
-    return run;
+    return this.queue.run(name, op);
   }
 }
 

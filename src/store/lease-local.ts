@@ -1,4 +1,5 @@
 import { TokendError } from '../errors.js';
+import { KeyQueue } from '../util/key-queue.js';
 import type { Lease, LeaseOutcome } from './store.js';
 
 interface Held {
@@ -13,33 +14,24 @@ interface Held {
  * told apart from the current one and refused.
  */
 export class LocalLeases {
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queue = new KeyQueue<string>();
   private readonly held = new Map<string, Held>();
   private fence = 0;
 
   constructor(private readonly holder: string) {}
 
   /** Runs fn holding the lease for name, after every earlier holder in this process released it. */
-  async run<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
-    const previous = this.queues.get(name) ?? Promise.resolve();
-    let done!: () => void;
-    const mine = new Promise<void>((r) => (done = r));
-    const tail = previous.then(() => mine);
-    this.queues.set(name, tail);
-    try {
-      await previous;
+  run<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
+    return this.queue.run(name, async () => {
       const rec: Held = { fence: ++this.fence, controller: new AbortController() };
       this.held.set(name, rec);
       const lease: Lease = { name, holder: this.holder, fence: rec.fence, signal: rec.controller.signal };
       try {
-        return { acquired: true, value: await fn(lease) };
+        return { acquired: true as const, value: await fn(lease) };
       } finally {
         if (this.held.get(name) === rec) this.held.delete(name);
       }
-    } finally {
-      done();
-      if (this.queues.get(name) === tail) this.queues.delete(name);
-    }
+    });
   }
 
   /** Throws LEASE_LOST (naming where) unless lease is the current lease of its token. */
@@ -52,6 +44,6 @@ export class LocalLeases {
 
   /** Resolves once every current and queued lease user has finished. */
   async drain(): Promise<void> {
-    await Promise.all([...this.queues.values()]);
+    await this.queue.drain();
   }
 }

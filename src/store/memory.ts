@@ -3,6 +3,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { TokendError } from '../errors.js';
 import { isNewerThan, isUsable, type AccessToken } from '../token.js';
 import { sha256Hex } from '../util/hash.js';
+import { KeyQueue } from '../util/key-queue.js';
 import { assertTokenName } from './names.js';
 import type { Lease, LeaseOutcome, StoredState, StoreUpdate, TokenStore, WriteBackResult } from './store.js';
 
@@ -122,7 +123,7 @@ export class MemoryStore implements TokenStore {
   private readonly clock: Clock;
   private readonly leaseMs: number;
   /** Per name, the tail of this holder's queue of lease users. */
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queue = new KeyQueue<string>();
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.backend = opts.backend ?? new MemoryBackend();
@@ -150,13 +151,7 @@ export class MemoryStore implements TokenStore {
   /** Runs fn under the lease; see TokenStore.withLease. */
   async withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
     assertTokenName(name, this.description);
-    const previous = this.queues.get(name) ?? Promise.resolve();
-    let done!: () => void;
-    const mine = new Promise<void>((r) => (done = r));
-    const tail = previous.then(() => mine);
-    this.queues.set(name, tail);
-    try {
-      await previous;
+    return this.queue.run(name, async (): Promise<LeaseOutcome<T>> => {
       const rec = this.backend.take(name, this.holderId);
       if (rec === undefined) return { acquired: false, holderTtlMs: this.leaseMs };
       const lease: Lease = { name, holder: rec.holder, fence: rec.fence, signal: rec.controller.signal };
@@ -165,10 +160,7 @@ export class MemoryStore implements TokenStore {
       } finally {
         this.backend.release(name, rec);
       }
-    } finally {
-      done();
-      if (this.queues.get(name) === tail) this.queues.delete(name);
-    }
+    });
   }
 
   /** Records the intent under the lease. */
@@ -228,7 +220,7 @@ export class MemoryStore implements TokenStore {
 
   /** Waits for this store's lease users. */
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()]);
+    await this.queue.drain();
   }
 
   private assertHolds(lease: Lease): void {

@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getToken, until } from '../support/daemon.js';
+import { fill, mountTmpfs, type Tmpfs } from '../support/tmpfs.js';
 import { startWorld, type World } from '../support/world.js';
 
 // Issue 9 item 3, end to end: tokend with its file store on a full filesystem makes no
@@ -12,55 +10,25 @@ import { startWorld, type World } from '../support/world.js';
 // token it holds, says so at error level, and after a kill -9 and a restart with space freed
 // presents nothing consumed. Needs root and permission to mount a tmpfs (CI runs as root);
 // elsewhere the test is skipped with a message saying so.
-const run = promisify(execFile);
-let mnt = '';
-let why = '';
-
-async function fill(path: string): Promise<void> {
-  const fh = await open(path, 'w');
-  try {
-    for (const size of [64 * 1024, 4 * 1024, 512, 1]) {
-      const chunk = Buffer.alloc(size, 0x61);
-      for (;;) {
-        try {
-          await fh.write(chunk);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-          throw err;
-        }
-      }
-    }
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
-}
+let fs: Tmpfs | undefined;
 
 describe('tokend on a full disk', () => {
   let w: World;
   beforeAll(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tokend-daemon-diskfull-'));
-    try {
-      await run('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0755', 'tmpfs', dir]);
-      mnt = dir;
-    } catch (err) {
-      why = `cannot mount a tmpfs here (needs root and mount permission): ${(err as Error).message.split('\n')[0]}`;
-      await rm(dir, { recursive: true, force: true });
-    }
+    fs = await mountTmpfs('1m', 'tokend-daemon-diskfull-');
     w = await startWorld({ accessTokenTtlSec: 6 });
   });
   afterAll(async () => {
     await w?.close();
-    if (mnt) {
-      await run('umount', [mnt]).catch(() => undefined);
-      await rm(mnt, { recursive: true, force: true });
-    }
+    if (fs?.dir !== undefined) await fs.unmount();
   });
 
   it('makes no refresh_token grant while the state cannot be written, keeps serving, and reuses nothing after a restart', async (ctx) => {
-    if (!mnt) {
-      console.warn(`skipped: ${why}`);
-      ctx.skip();
+    if (fs?.dir === undefined) {
+      console.warn(`skipped: ${fs?.why}`);
+      return ctx.skip();
     }
+    const mnt = fs.dir;
     const seed = await w.idp.mintRefreshToken('rt-client', 'openid offline_access');
     const { path, url } = await w.config(
       [

@@ -1,13 +1,13 @@
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TokenConfig } from '../../src/config/types.js';
 import { TokendError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
 import { Refresher } from '../../src/refresh/refresher.js';
 import type { Lease, LeaseOutcome } from '../../src/store/store.js';
 import { remainingMs, type AccessToken } from '../../src/token.js';
 import { sha256Hex } from '../../src/util/hash.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { logSink } from '../support/log-sink.js';
+import { tokenConfig } from '../support/token-config.js';
 import { FakeSource, transientError } from '../support/fake-source.js';
 import { FakeBackend, FakeStore } from '../support/fake-store.js';
 
@@ -15,38 +15,7 @@ const NAME = 'orders';
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 
-function tokenConfig(over: Partial<TokenConfig> = {}): TokenConfig {
-  return {
-    name: NAME,
-    tokenEndpoint: 'https://idp.test/token',
-    clientId: 'orders-client',
-    grant: 'client_credentials',
-    refreshAt: 0.75,
-    clientAuth: 'client_secret_basic',
-    revokeOnShutdown: false,
-    defaultLifetimeMs: 300_000,
-    timeoutMs: 10_000,
-    allowInsecureHttp: false,
-    ...over,
-  };
-}
 
-function logSink() {
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) {
-        if (line) {
-          raw.push(line);
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        }
-      }
-      cb();
-    },
-  });
-  return { logger: createLogger('debug', stream as never).child({ token: NAME }), raw, events: (e: string) => lines.filter((l) => l.event === e) };
-}
 
 const running: Refresher[] = [];
 afterEach(async () => {

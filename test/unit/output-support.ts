@@ -5,33 +5,9 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../../src/log.js';
 import type { AccessToken } from '../../src/token.js';
 
-/** Collects the NDJSON the real logger writes (pino test/helper.js `sink()`). */
-export function logSink(token = 'orders'): {
-  logger: Logger;
-  raw: string[];
-  lines: Array<Record<string, unknown>>;
-  events(name: string): Array<Record<string, unknown>>;
-} {
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) {
-        if (line) {
-          raw.push(line);
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        }
-      }
-      cb();
-    },
-  });
-  const logger = createLogger('debug', stream as never).child({ token });
-  return { logger, raw, lines, events: (name) => lines.filter((l) => l.event === name) };
-}
+export { logSink } from '../support/log-sink.js';
 
 /** 2025-01-01T00:00:00Z, in ms. */
 export const T0 = Date.UTC(2025, 0, 1);

@@ -1,8 +1,6 @@
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TokenConfig } from '../../src/config/types.js';
 import { TokendError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
 import type { RefreshResult } from '../../src/refresh/handle.js';
 import { Refresher } from '../../src/refresh/refresher.js';
 import { sha256Hex as secretHash } from '../../src/util/hash.js';
@@ -11,6 +9,8 @@ import { MIN_USABLE_MS } from '../../src/token.js';
 import type { Lease, StoreUpdate, TokenStore, WriteBackResult } from '../../src/store/store.js';
 import type { AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { logSink } from '../support/log-sink.js';
+import { tokenConfig } from '../support/token-config.js';
 import { FakeSource, permanentError, transientError } from '../support/fake-source.js';
 import { attachRotatedRefreshToken } from '../../src/oauth/source.js';
 import { FakeBackend as FakeSharedBackend, FakeStore } from '../support/fake-store.js';
@@ -20,48 +20,10 @@ const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 const DAY = 86_400_000;
 
-function tokenConfig(over: Partial<TokenConfig> = {}): TokenConfig {
-  return {
-    name: NAME,
-    tokenEndpoint: 'https://idp.test/token',
-    clientId: 'orders-client',
-    grant: 'client_credentials',
-    refreshAt: 0.75,
-    clientAuth: 'client_secret_basic',
-    revokeOnShutdown: false,
-    defaultLifetimeMs: 300_000,
-    timeoutMs: 10_000,
-    allowInsecureHttp: false,
-    ...over,
-  };
-}
 
 /** The grant fingerprint of tokens obtained with the default test config (client_credentials). */
 const CC_KEY = grantKeyOf(tokenConfig());
 
-/** Collects the NDJSON the real logger writes (pino test/helper.js `sink()`). */
-function logSink() {
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) {
-        if (line) {
-          raw.push(line);
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        }
-      }
-      cb();
-    },
-  });
-  const logger = createLogger('debug', stream as never).child({ token: NAME });
-  return {
-    logger,
-    raw,
-    lines,
-    events: (name: string) => lines.filter((l) => l.event === name),
-  };
-}
 
 interface SetupOptions {
   grant?: TokenConfig['grant'];
