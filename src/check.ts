@@ -50,7 +50,7 @@ async function checkToken(tc: TokenConfig, online: boolean, idp: IdpRegistry): P
   const source = createTokenSource(tc, { clock: systemClock, idp });
   try {
     const ep = await source.discover(AbortSignal.timeout(tc.timeoutMs));
-    const where = `${tc.grant} as ${tc.clientId} → token endpoint ${ep.tokenEndpoint}`;
+    const where = `${tc.grant} as ${tc.clientId ?? 'an anonymous client'} → token endpoint ${ep.tokenEndpoint}`;
     if (!online) return { ok: true, text: `${tc.name}: ${where}` };
     if (tc.grant !== 'client_credentials') {
       // Presenting the refresh token would rotate it; reading the seed proves only that it is there.

@@ -3,6 +3,7 @@ import type { DestinationStream } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { AsyncLogDestination, createLogger, droppedLogLines, errorSummary, EVENTS, type Logger } from './log.js';
+import { AssertionMetrics } from './oauth/assertion-metrics.js';
 import { createTokenSource } from './oauth/grants.js';
 import { createIdpRegistry } from './oauth/idp-registry.js';
 import { credentialFiles } from './refresh/credentials.js';
@@ -79,11 +80,13 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
     await store.close().catch(() => undefined);
     throw err;
   }
+  // subjectToken: NAME reads another token's handle at grant time (handles exists by then).
+  const federation = { tokenLookup: (name: string): TokenHandle | undefined => handles.get(name), credentialExpiry: AssertionMetrics.on(metrics.registry, clock) };
   const refreshers = config.tokens.map(
     (tc, i) =>
       new Refresher({
         config: tc,
-        source: createTokenSource(tc, { clock, idp }),
+        source: createTokenSource(tc, { clock, idp, ...federation }),
         store,
         clock,
         random,

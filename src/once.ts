@@ -49,11 +49,13 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
     await store.close().catch(() => undefined);
     throw err;
   }
+  // subjectToken: NAME (token exchange) reads the other token's refresher at grant time.
+  const byName = new Map<string, Refresher>();
   const refreshers = config.tokens.map(
     (tc, i) =>
       new Refresher({
         config: tc,
-        source: createTokenSource(tc, { clock, idp }),
+        source: createTokenSource(tc, { clock, idp, tokenLookup: (name) => byName.get(name) }),
         store,
         clock,
         random: opts.random ?? Math.random,
@@ -61,6 +63,7 @@ export async function runOnce(config: Config, opts: OnceOptions): Promise<OnceRe
         listeners: outputs[i]?.listeners,
       }),
   );
+  for (const r of refreshers) byName.set(r.name, r);
   try {
     await Promise.all(refreshers.map((r) => r.start()));
     await Promise.all(refreshers.map((r) => untilSettled(r, clock, opts.timeoutMs)));
