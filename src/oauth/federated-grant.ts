@@ -6,7 +6,7 @@
 import type * as client from 'openid-client';
 import type { TokenConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';
-import type { AccessToken } from '../token.js';
+import { MIN_USABLE_MS, type AccessToken } from '../token.js';
 import { assertFresh, FEDERATED_MIN_REMAINING_MS, readFederatedToken, readJwtClaims, type FederatedKind, type FederatedToken } from './federated.js';
 
 /** RFC 7523 §2.2 client_assertion_type. */
@@ -101,13 +101,25 @@ export async function federatedGrant(cfg: TokenConfig, deps: FederatedGrantDeps)
   return { grantType: FEDERATED_GRANT_TYPES.token_exchange, params, presented };
 }
 
-/** The current value of another configured token, with at least FEDERATED_MIN_REMAINING_MS left. */
+/**
+ * The life a subject token from another configured token must have left (ms): the smaller of
+ * FEDERATED_MIN_REMAINING_MS and a quarter of its lifetime (tokend refreshes a token once 75% of
+ * its life has passed, so a quarter is what it normally has left at worst; a 10 s margin on a
+ * token that lives 8 s could never be met), and at least MIN_USABLE_MS.
+ */
+export function subjectMarginMs(t: AccessToken): number {
+  return Math.max(MIN_USABLE_MS, Math.min(FEDERATED_MIN_REMAINING_MS, (t.expiresAt - t.obtainedAt) / 4));
+}
+
+/** The current value of another configured token, with at least subjectMarginMs left. */
 async function peerToken(cfg: TokenConfig, name: string, deps: FederatedGrantDeps): Promise<FederatedToken> {
   const peer = deps.lookup?.(name);
   if (peer === undefined) throw configError(cfg, 'subjectToken', `names no token this process holds (${name})`);
+  const current = peer.current();
   let held: AccessToken;
   try {
-    held = await peer.ensureFresh(FEDERATED_MIN_REMAINING_MS, deps.signal);
+    // Refreshes the other token first (or joins its attempt in flight) when it is too close to its end.
+    held = await peer.ensureFresh(current === undefined ? 0 : subjectMarginMs(current), deps.signal);
   } catch (err) {
     deps.signal?.throwIfAborted();
     throw new TokendError('GRANT_TRANSIENT', `token "${cfg.name}": the subject token "${name}" has no valid token right now; will retry`, {
@@ -123,7 +135,7 @@ async function peerToken(cfg: TokenConfig, name: string, deps: FederatedGrantDep
     claims: { ...readJwtClaims(held.accessToken), expMs: held.expiresAt },
   };
   deps.onRead?.(token);
-  assertFresh(token, cfg.name, deps.now);
+  assertFresh(token, cfg.name, deps.now, subjectMarginMs(held));
   return token;
 }
 

@@ -143,18 +143,18 @@ export async function readFederatedToken(opts: ReadFederatedOptions): Promise<Fe
 
 /**
  * Throws GRANT_TRANSIENT (reason `<kind>_expired`, e.g. `client_assertion_expired`) when the
- * token's exp is past or under FEDERATED_MIN_REMAINING_MS away. A token without exp passes (the
- * IdP decides).
+ * token's exp is past or less than marginMs (default FEDERATED_MIN_REMAINING_MS) away. A token
+ * without exp passes (the IdP decides).
  */
-export function assertFresh(t: FederatedToken, tokenName: string, now: number): void {
+export function assertFresh(t: FederatedToken, tokenName: string, now: number, marginMs = FEDERATED_MIN_REMAINING_MS): void {
   const expMs = t.claims?.expMs;
   if (expMs === undefined) return;
   const left = expMs - now;
-  if (left >= FEDERATED_MIN_REMAINING_MS) return;
+  if (left >= marginMs) return;
   const when =
     left <= 0
       ? `expired ${Math.ceil(-left / 1000)} s ago`
-      : `expires in ${Math.floor(left / 1000)} s, under the ${FEDERATED_MIN_REMAINING_MS / 1000} s margin`;
+      : `expires in ${Math.floor(left / 1000)} s, under the ${(marginMs / 1000).toFixed(marginMs % 1000 === 0 ? 0 : 1)} s margin`;
   const wait = t.source.startsWith('token "')
     ? 'waiting for that token to be refreshed'
     : 'waiting for a fresh one (kubelet rewrites a projected token once 80% of its life has passed)';

@@ -60,13 +60,17 @@ export interface SeenRequest {
   readonly grantType: string;
   readonly clientId: string | undefined;
   /** The federated tokens in the request, by parameter, as they said (decoded, not verified). */
-  readonly presented: Array<{ param: string; jti?: string; iat?: number; sub?: string; aud?: unknown }>;
+  readonly presented: Array<{ param: string; jti?: string; iat?: number; exp?: number; sub?: string; aud?: unknown }>;
   /** 'issued', or the OAuth error. */
   outcome: string;
   /** The access token's claims, when issued. */
   issued?: JWTPayload;
+  /** The access token itself, when issued (for secrecy checks). */
+  accessToken?: string;
   /** The raw request body (for secrecy checks: what tokend really sent). */
   readonly body: Record<string, string>;
+  /** When it arrived, ms since the epoch. */
+  readonly at: number;
 }
 
 export interface FederatingIdp {
@@ -259,14 +263,15 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
     const raw = await readBody(req);
     if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/token') return void sendJson(res, 404, { error: 'not_found' });
     const body = Object.fromEntries(new URLSearchParams(raw));
-    const seen: SeenRequest = { grantType: String(body.grant_type), clientId: body.client_id, presented: presentedIn(body), outcome: 'pending', body };
+    const seen: SeenRequest = { grantType: String(body.grant_type), clientId: body.client_id, presented: presentedIn(body), outcome: 'pending', body, at: Date.now() };
     requests.push(seen);
     const request = new OAuth2Server.Request({ method: 'POST', headers: req.headers, query: {}, body });
     const response = new OAuth2Server.Response({});
     try {
       await handler.handle(request, response);
       seen.outcome = 'issued';
-      seen.issued = decodeJwt(String((response.body as { access_token: string }).access_token));
+      seen.accessToken = String((response.body as { access_token: string }).access_token);
+      seen.issued = decodeJwt(seen.accessToken);
     } catch (err) {
       seen.outcome = (err as { name?: string }).name ?? 'error';
     }
@@ -305,7 +310,7 @@ function presentedIn(body: Record<string, string>): SeenRequest['presented'] {
     if (v === undefined) continue;
     try {
       const p = decodeJwt(v);
-      out.push({ param, jti: p.jti, iat: p.iat, sub: p.sub, aud: p.aud });
+      out.push({ param, jti: p.jti, iat: p.iat, exp: p.exp, sub: p.sub, aud: p.aud });
     } catch {
       out.push({ param });
     }
