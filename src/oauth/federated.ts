@@ -134,7 +134,7 @@ export async function readFederatedToken(opts: ReadFederatedOptions): Promise<Fe
   const invalid = (why: string): TokendError => new TokendError('CONFIG_INVALID', `${field}: file ${opts.path} ${why}`);
   if (!/^[\x21-\x7e]+$/.test(value)) throw invalid('does not hold a single token (it contains whitespace or control characters)');
   const claims = readJwtClaims(value);
-  if (opts.requireJwt && claims === undefined) throw invalid(`does not hold a JWT (a ${WHAT[opts.kind]} must be one)`);
+  if (opts.requireJwt && claims === undefined) throw invalid(`does not hold a JWT (the ${WHAT[opts.kind]} must be one)`);
   const token: FederatedToken = { kind: opts.kind, source: opts.path, value, claims };
   opts.onRead?.(token);
   assertFresh(token, opts.tokenName, opts.now);
