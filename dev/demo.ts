@@ -4,7 +4,9 @@
  * events within a minute and can curl the endpoint. Ctrl-C stops both.
  *
  * Options (environment): DEMO_SECONDS=N stops after N seconds and prints the IdP's grant count;
- * DEMO_LISTEN=host:port (default 127.0.0.1:8477); DEMO_TOKEN_TTL=seconds (default 10).
+ * DEMO_LISTEN=host:port (default 127.0.0.1:8477); DEMO_TOKEN_TTL=seconds (default 10);
+ * DEMO_SECRETLESS=1 runs the secretless flow instead (dev/demo-secretless.ts, docs/secretless.md):
+ * no client secret, key or refresh token anywhere, only a stand-in cluster's service-account token.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -17,6 +19,11 @@ const listen = process.env.DEMO_LISTEN ?? '127.0.0.1:8477';
 const seconds = process.env.DEMO_SECONDS ? Number(process.env.DEMO_SECONDS) : undefined;
 
 const work = mkdtempSync(join(tmpdir(), 'tokend-demo-'));
+if (process.env.DEMO_SECRETLESS === '1') {
+  const { runSecretlessDemo } = await import('./demo-secretless.js');
+  // Runs until Ctrl-C or DEMO_SECONDS, then exits the process.
+  await runSecretlessDemo({ work, listen, ttl, seconds });
+}
 const secrets = join(work, 'secrets');
 const tokens = join(work, 'tokens');
 mkdirSync(secrets, { mode: 0o700 });
