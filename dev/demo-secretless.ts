@@ -26,7 +26,7 @@ export interface SecretlessDemoOptions {
 const NAMESPACE = 'demo';
 const SERVICE_ACCOUNT = 'orders-app';
 
-/** Runs the demo until Ctrl-C (or `seconds`), then exits the process; never resolves. */
+/** Runs the demo until Ctrl-C (or `seconds`), then exits the process; never resolves. (A script in order: set-up, config, child, shutdown; longer than 60 lines.) */
 export async function runSecretlessDemo(o: SecretlessDemoOptions): Promise<never> {
   const rotateSec = Number(process.env.DEMO_SA_ROTATE ?? 20);
   const subject = `system:serviceaccount:${NAMESPACE}:${SERVICE_ACCOUNT}`;

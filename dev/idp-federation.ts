@@ -50,7 +50,7 @@ export async function federatedSubClaims(ctx: { tokendFederatedSub?: string } | 
   return ctx?.tokendFederatedSub === undefined ? undefined : { federated_sub: ctx.tokendFederatedSub };
 }
 
-/** Registers the JWT bearer and token exchange grants on the provider. */
+/** Registers the JWT bearer and token exchange grants on the provider. (Closures over one provider's settings, hence longer than 60 lines.) */
 export function registerFederatedGrants(fed: DevFederation, c: FederationContext): void {
   const { provider, errors } = c;
   const keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();

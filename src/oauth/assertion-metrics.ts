@@ -56,6 +56,7 @@ export class AssertionMetrics implements CredentialExpiryObserver {
     return m;
   }
 
+  /** See CredentialExpiryObserver.observe. */
   observe(token: string, kind: FederatedKind, expMs: number | undefined): void {
     const key = `${kind}\u0000${token}`;
     if (expMs === undefined) this.exp.delete(key);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProjectedVolume, startTestCluster, type TestCluster } from '../../dev/cluster.js';
-import { ensureBuiltCli, freePort, getToken, scratch, TokendProcess, until } from '../support/daemon.js';
+import { ensureBuiltCli, freePort, getToken, runCli, scratch, TokendProcess, until } from '../support/daemon.js';
 import { JWT_BEARER, startFederatingIdp, TOKEN_EXCHANGE, type FederatingIdp } from '../support/federating-idp.js';
 
 const NS = 'shop';
@@ -191,5 +191,18 @@ describe('tokend run with no secret anywhere (projected service-account token on
     }, 'ready again', 20_000).catch((err: Error) => {
       throw new Error(`${err.message}: ${readyz}\n${p.lines.filter((l) => l.event === 'token.refresh_failed').slice(-6).map((l) => JSON.stringify(l)).join('\n')}`);
     });
+  });
+
+  it('tokend check and run refuse to start when the projected token is not mounted, naming the setting and the path', async () => {
+    const missing = join(work.dir, 'not-mounted', 'token');
+    const path = work.file(
+      'missing.yaml',
+      `tokens:\n  orders:\n    tokenEndpoint: ${idp.tokenEndpoint}\n    clientId: orders\n    clientAuth: client_assertion\n    clientAssertionFile: ${missing}\n    grant: client_credentials\n`,
+    );
+    for (const cmd of ['check', 'run']) {
+      const r = await runCli([cmd, '--config', path]);
+      expect(r.code, cmd).toBe(2);
+      expect(r.stderr, cmd).toContain(`tokens.orders.clientAssertionFile: secret file ${missing} does not exist`);
+    }
   });
 });

@@ -97,7 +97,7 @@ type OAuthRequest = InstanceType<typeof OAuth2Server.Request>;
 
 const DEFAULT_GRANTS = ['client_credentials', TOKEN_EXCHANGE, JWT_BEARER];
 
-/** Starts the IdP on 127.0.0.1 with an OS-chosen port. */
+/** Starts the IdP on 127.0.0.1 with an OS-chosen port. (The model, grants and handler are closures over one server's state, hence one long factory.) */
 export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<FederatingIdp> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid: 'fed-1', alg: 'ES256', use: 'sig' };
