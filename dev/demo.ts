@@ -10,6 +10,8 @@
  * Options (environment): DEMO_SECONDS=N stops after N seconds and prints the IdP's grant count;
  * DEMO_LISTEN=host:port (default 127.0.0.1:8477); DEMO_LISTEN2 the second replica's (default: the
  * next port); DEMO_TOKEN_TTL=seconds (default 10); DEMO_STORE=file|redis (default file).
+ * DEMO_SECRETLESS=1 runs the secretless flow instead (dev/demo-secretless.ts, docs/secretless.md):
+ * no client secret, key or refresh token anywhere, only a stand-in cluster's service-account token.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -42,6 +44,11 @@ if (storeType === 'redis' && spawnSync('redis-server', ['--version'], { stdio: '
 }
 
 const work = mkdtempSync(join(tmpdir(), 'tokend-demo-'));
+if (process.env.DEMO_SECRETLESS === '1') {
+  const { runSecretlessDemo } = await import('./demo-secretless.js');
+  // Runs until Ctrl-C or DEMO_SECONDS, then exits the process.
+  await runSecretlessDemo({ work, listen, ttl, seconds });
+}
 const secrets = join(work, 'secrets');
 const tokens = join(work, 'tokens');
 mkdirSync(secrets, { mode: 0o700 });

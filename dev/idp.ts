@@ -8,6 +8,9 @@ import { generateKeyPairSync, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Provider } from 'oidc-provider';
+import { federatedSubClaims, registerFederatedGrants, type DevFederation } from './idp-federation.js';
+
+export { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, type DevFederation } from './idp-federation.js';
 
 /** A public or private JSON Web Key, as oidc-provider and jose take it. */
 export type JWK = { kty: string; kid?: string; alg?: string; use?: string; [k: string]: unknown };
@@ -17,8 +20,10 @@ export interface DevClient {
   clientId: string;
   /** Required for client_secret_basic / client_secret_post. */
   clientSecret?: string;
-  /** Default: client_secret_basic. */
-  tokenEndpointAuthMethod?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  /** Default: client_secret_basic. 'none': a public client (only for the federated grants). */
+  tokenEndpointAuthMethod?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+  /** Default: client_credentials and refresh_token. The federated grants need `federation` below. */
+  grantTypes?: string[];
   /** private_key_jwt: the client's PUBLIC keys. */
   jwks?: { keys: JWK[] };
   /** Space-separated scopes the client may ask for. Default: 'openid offline_access api:read api:write'. */
@@ -54,6 +59,8 @@ export interface DevIdpOptions {
   jwtAccessTokenAlg?: 'RS256' | 'ES256';
   /** Print oidc-provider's notices and server errors. Default: TOKEND_IDP_DEBUG=1 in the environment. */
   debug?: boolean;
+  /** Accept tokens of a trusted foreign issuer (a cluster) in the JWT bearer grant and the token exchange (dev/idp-federation.ts). */
+  federation?: DevFederation;
 }
 
 /** Counters of what the IdP answered, for tests to assert how many grants really happened. */
@@ -166,7 +173,7 @@ export async function startDevIdp(opts: DevIdpOptions = {}): Promise<DevIdp> {
     ...(c.clientSecret !== undefined ? { client_secret: c.clientSecret } : {}),
     token_endpoint_auth_method: c.tokenEndpointAuthMethod ?? 'client_secret_basic',
     ...(c.jwks ? { jwks: c.jwks } : {}),
-    grant_types: ['client_credentials', 'refresh_token'],
+    grant_types: c.grantTypes ?? ['client_credentials', 'refresh_token'],
     response_types: [],
     redirect_uris: [],
     scope: c.scope ?? DEFAULT_SCOPE,
@@ -241,6 +248,7 @@ export async function startDevIdp(opts: DevIdpOptions = {}): Promise<DevIdp> {
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(g: string): boolean }, code: { scopes: Set<string> }) =>
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     rotateRefreshToken: opts.rotateRefreshTokens ?? true,
+    extraTokenClaims: federatedSubClaims,
     ttl: {
       AccessToken: () => accessTtl,
       ClientCredentials: () => accessTtl,
@@ -255,6 +263,15 @@ export async function startDevIdp(opts: DevIdpOptions = {}): Promise<DevIdp> {
 
   const build = (): { provider: Provider; handle: (req: IncomingMessage, res: ServerResponse) => void } => {
     const provider = new oidc.Provider(issuer, configuration());
+    if (opts.federation) {
+      registerFederatedGrants(opts.federation, {
+        provider,
+        errors: oidc.errors as Record<string, new (description?: string) => Error>,
+        ownKeys: () => ({ keys: signingKeys.map(publicPart) }),
+        accessTokenTtlSec: accessTtl,
+        jwtAlg,
+      });
+    }
     provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: string } } }) => {
       bump(stats.grants, String(ctx.oidc.params?.grant_type ?? 'unknown'));
     });

@@ -14,9 +14,10 @@ export interface CheckLine {
 
 /**
  * `tokend check`: discovery (or the static endpoint) for every token; with `online`, also
- * connects to the store and performs one client_credentials grant per such token (the token is
- * discarded, never printed). Never presents a refresh token: that would rotate it. A config error
- * (CONFIG_INVALID) is thrown; everything else is a failed line.
+ * connects to the store and performs one grant per token whose grant consumes nothing
+ * (client_credentials, jwt_bearer, token exchange of a file; the token is discarded, never
+ * printed). Never presents a refresh token: that would rotate it. A config error (CONFIG_INVALID)
+ * is thrown; everything else is a failed line.
  */
 export async function checkConfigOnline(config: Config, online: boolean): Promise<CheckLine[]> {
   const lines: CheckLine[] = [];
@@ -50,12 +51,16 @@ async function checkToken(tc: TokenConfig, online: boolean, idp: IdpRegistry): P
   const source = createTokenSource(tc, { clock: systemClock, idp });
   try {
     const ep = await source.discover(AbortSignal.timeout(tc.timeoutMs));
-    const where = `${tc.grant} as ${tc.clientId} → token endpoint ${ep.tokenEndpoint}`;
+    const where = `${tc.grant} as ${tc.clientId ?? 'an anonymous client'} → token endpoint ${ep.tokenEndpoint}`;
     if (!online) return { ok: true, text: `${tc.name}: ${where}` };
-    if (tc.grant !== 'client_credentials') {
+    if (tc.grant === 'refresh_token') {
       // Presenting the refresh token would rotate it; reading the seed proves only that it is there.
       await source.readSeed();
       return { ok: true, text: `${tc.name}: ${where}; refresh token not presented (it would rotate)` };
+    }
+    if (tc.subjectToken !== undefined) {
+      // Its subject is another of tokend's tokens, which only a running daemon holds.
+      return { ok: true, text: `${tc.name}: ${where}; not exchanged (its subject is token ${tc.subjectToken}, held by a running daemon)` };
     }
     const result = await source.obtain(undefined, AbortSignal.timeout(tc.timeoutMs));
     const seconds = Math.round((result.token.expiresAt - result.token.obtainedAt) / 1000);

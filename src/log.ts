@@ -76,6 +76,8 @@ const SECRET_FIELDS = [
   'token_value',
   'assertion',
   'client_assertion',
+  'subject_token',
+  'actor_token',
 ];
 export const REDACT_PATHS = [
   ...SECRET_FIELDS,

@@ -22,6 +22,11 @@ export interface AccessToken {
    * served, and does not make a newer write look stale.
    */
   readonly grantKey?: string | undefined;
+  /**
+   * RFC 8693 §2.2.1 `issued_token_type` of a token exchange answer (e.g.
+   * `urn:ietf:params:oauth:token-type:access_token`), when the IdP said. Absent for other grants.
+   */
+  readonly issuedTokenType?: string | undefined;
 }
 
 /** True when a (stored) token was obtained with the settings whose fingerprint is grantKey. */

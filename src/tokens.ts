@@ -2,6 +2,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config/types.js';
 import type { Logger } from './log.js';
 import { createTokenSource } from './oauth/grants.js';
+import { AssertionMetrics } from './oauth/assertion-metrics.js';
 import { createIdpRegistry, type IdpRegistry } from './oauth/idp-registry.js';
 import { createTokenListeners, type TokenOutputs } from './output/listeners.js';
 import type { RefreshObserver, TokenHandle } from './refresh/handle.js';
@@ -51,11 +52,15 @@ export async function buildTokens(config: Config, d: TokenSetDeps): Promise<Toke
     await store.close().catch(() => undefined);
     throw err;
   }
+  // subjectToken: NAME reads another token's handle at grant time (every handle exists by then);
+  // the federated files' remaining life is a gauge.
+  const byName = new Map<string, TokenHandle>();
+  const federation = { tokenLookup: (name: string): TokenHandle | undefined => byName.get(name), credentialExpiry: AssertionMetrics.on(d.registry, d.clock) };
   const refreshers = config.tokens.map(
     (tc, i) =>
       new Refresher({
         config: tc,
-        source: createTokenSource(tc, { clock: d.clock, idp }),
+        source: createTokenSource(tc, { clock: d.clock, idp, ...federation }),
         store,
         clock: d.clock,
         random: d.random,
@@ -64,10 +69,11 @@ export async function buildTokens(config: Config, d: TokenSetDeps): Promise<Toke
         listeners: outputs[i]?.listeners,
       }),
   );
+  for (const r of refreshers) byName.set(r.name, r);
   return {
     store,
     refreshers,
-    handles: new Map<string, TokenHandle>(refreshers.map((r) => [r.name, r])),
+    handles: byName,
     async close(revoke) {
       await Promise.all(
         refreshers.map(async (r) => {

@@ -22,6 +22,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { checkFederation, federationFields, toFederation } from './schema-federation.js';
 import { outputFields, toNotify, toOutputs } from './schema-output.js';
 import type { ClientAuthMethod, TokenConfig } from './types.js';
 
@@ -29,6 +30,7 @@ const CLIENT_AUTH = [
   'client_secret_basic',
   'client_secret_post',
   'private_key_jwt',
+  'client_assertion',
   'none',
 ] as const satisfies readonly ClientAuthMethod[];
 const SECRET_AUTH: ReadonlySet<unknown> = new Set(['client_secret_basic', 'client_secret_post']);
@@ -43,7 +45,7 @@ function checkToken(ctx: Ctx, t: Obj): void {
   const auth = t['clientAuth'] ?? 'client_secret_basic';
   if (SECRET_AUTH.has(auth)) {
     oneOf(ctx, t, 'clientSecret', 'clientSecretFile', `for clientAuth ${String(auth)}`);
-  } else if (auth === 'private_key_jwt' || auth === 'none') {
+  } else if (auth === 'private_key_jwt' || auth === 'client_assertion' || auth === 'none') {
     for (const k of ['clientSecret', 'clientSecretFile']) {
       if (present(t, k)) report(ctx, [k], `not used with clientAuth ${auth}`);
     }
@@ -66,7 +68,7 @@ function checkToken(ctx: Ctx, t: Obj): void {
 
   if (t['grant'] === 'refresh_token') {
     oneOf(ctx, t, 'refreshToken', 'refreshTokenFile', 'for grant refresh_token');
-  } else if (t['grant'] === 'client_credentials') {
+  } else if (t['grant'] !== undefined) {
     for (const k of ['refreshToken', 'refreshTokenFile']) {
       if (present(t, k)) report(ctx, [k], 'only used with grant refresh_token');
     }
@@ -79,6 +81,7 @@ function checkToken(ctx: Ctx, t: Obj): void {
     report(ctx, ['revocationEndpoint'], 'required for revokeOnShutdown when tokenEndpoint is used');
   }
   checkInsecureHttp(ctx, t, ['issuer', 'tokenEndpoint', 'revocationEndpoint']);
+  checkFederation(ctx, t);
 }
 
 export const tokenSchema = z
@@ -86,10 +89,11 @@ export const tokenSchema = z
     issuer: httpUrl.optional(),
     tokenEndpoint: httpUrl.optional(),
     revocationEndpoint: httpUrl.optional(),
-    clientId: nonEmpty,
+    // Required unless clientAuth none with a federated grant (checkFederation).
+    clientId: nonEmpty.optional(),
     clientSecret: nonEmpty.optional(),
     clientSecretFile: filePath.optional(),
-    grant: z.enum(['client_credentials', 'refresh_token']),
+    grant: z.enum(['client_credentials', 'refresh_token', 'token_exchange', 'jwt_bearer']),
     refreshToken: nonEmpty.optional(),
     refreshTokenFile: filePath.optional(),
     scope: nonEmpty.optional(),
@@ -107,6 +111,7 @@ export const tokenSchema = z
     timeout: duration(1).default(DEFAULT_TIMEOUT_MS),
     defaultLifetime: duration(1_000).default(DEFAULT_LIFETIME_MS),
     allowInsecureHttp: bool.optional(),
+    ...federationFields,
     ...outputFields,
   })
   .superRefine(...relations(checkToken));
@@ -142,6 +147,7 @@ export function toToken(name: string, t: TokenFile): TokenConfig {
     // Only when given, so a token without them resolves exactly as before.
     ...(t.outputs !== undefined ? { outputs: toOutputs(t.outputs) } : {}),
     ...(t.notify !== undefined ? { notify: toNotify(t.notify) } : {}),
+    ...toFederation(t),
   };
 }
 

@@ -29,6 +29,7 @@ import {
   type Ctx,
   type Obj,
 } from './fields.js';
+import { checkSubjectReferences } from './schema-federation.js';
 import { checkOutputPaths } from './schema-output.js';
 import { checkProxies, proxiesSchema, toProxy } from './schema-proxy.js';
 import { storeSchema, toStore } from './schema-store.js';
@@ -82,6 +83,7 @@ function checkTop(ctx: Ctx, c: Obj): void {
     });
   }
   checkOutputPaths(ctx, c);
+  checkSubjectReferences(ctx, c['tokens']);
 }
 
 // ---------------------------------------------------------------------------------------------

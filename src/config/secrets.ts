@@ -103,6 +103,10 @@ export function secretFiles(config: Config): Array<{ field: string; path: string
     add(`${at}.clientSecretFile`, t.clientSecret);
     add(`${at}.refreshTokenFile`, t.refreshToken);
     add(`${at}.privateKeyFile`, t.privateKeyFile);
+    add(`${at}.clientAssertionFile`, t.clientAssertionFile);
+    add(`${at}.assertionFile`, t.assertionFile);
+    add(`${at}.subjectTokenFile`, t.subjectTokenFile);
+    add(`${at}.actorTokenFile`, t.actorTokenFile);
   }
   if (config.store.type === 'redis') {
     add('store.passwordFile', config.store.password);

@@ -1,4 +1,5 @@
 import type { LogLevel } from '../log.js';
+import type { FederationConfig } from './schema-federation.js';
 import type { NotifyConfig, OutputConfig } from './schema-output.js';
 import type { ProxyConfig } from './schema-proxy.js';
 
@@ -9,17 +10,20 @@ export type { ProxyConfig };
  * Durations are milliseconds unless the name says otherwise.
  */
 
-export type GrantType = 'client_credentials' | 'refresh_token';
+/** token_exchange: RFC 8693; jwt_bearer: RFC 7523 §2.1 (docs/secretless.md). */
+export type GrantType = 'client_credentials' | 'refresh_token' | 'token_exchange' | 'jwt_bearer';
 /** What a private_key_jwt client assertion names as its audience. */
 export type PrivateKeyAudience = 'token_endpoint' | 'issuer';
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+/** client_assertion: RFC 7523 §2.2 with a JWT someone else issued, read from clientAssertionFile. */
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'client_assertion' | 'none';
 
 /** A secret that comes from a literal/env value or from a file that may change (Kubernetes Secret). */
 export type SecretSource =
   | { readonly kind: 'literal'; readonly value: string }
   | { readonly kind: 'file'; readonly path: string };
 
-export interface TokenConfig {
+/** One configured token; the federation fields (client assertion, token exchange, JWT bearer) are in FederationConfig. */
+export interface TokenConfig extends FederationConfig {
   /** [a-z0-9][a-z0-9_.-]{0,62} */
   readonly name: string;
   /** OIDC issuer for discovery; exactly one of issuer / tokenEndpoint is set. */
@@ -28,7 +32,8 @@ export interface TokenConfig {
   readonly tokenEndpoint?: string | undefined;
   /** Revocation endpoint for plain OAuth2 (discovery provides it otherwise). */
   readonly revocationEndpoint?: string | undefined;
-  readonly clientId: string;
+  /** Absent only with clientAuth none and grant token_exchange or jwt_bearer: then no client_id is sent. */
+  readonly clientId?: string | undefined;
   readonly clientSecret?: SecretSource | undefined;
   readonly grant: GrantType;
   /** Seed refresh token for grant: refresh_token. */

@@ -190,3 +190,12 @@ export function jwtLifetimeMs(token: string, now: number): number | undefined {
   if (typeof iat === 'number' && Number.isFinite(iat) && iat < exp) return (exp - iat) * 1000;
   return exp * 1000 - now;
 }
+
+/**
+ * RFC 8693 §2.2.1 `issued_token_type` of a token exchange answer, when it is a plausible token
+ * type URI (printable, no spaces, at most 256 characters); otherwise undefined (not recorded).
+ */
+export function issuedTokenTypeOf(response: unknown): string | undefined {
+  const v = response !== null && typeof response === 'object' ? (response as { issued_token_type?: unknown }).issued_token_type : undefined;
+  return typeof v === 'string' && /^[\x21-\x7e]{1,256}$/.test(v) && URL.canParse(v) ? v : undefined;
+}

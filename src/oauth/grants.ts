@@ -1,8 +1,9 @@
 /**
  * The TokenSource over openid-client v6: client_credentials and refresh_token grants (with
- * scope, RFC 8707 resource and audience), RFC 7009 revocation, and the refresh-token seed.
- * Credentials (secret file, key file) are read on every grant so a rotated Kubernetes Secret is
- * picked up without a restart. Requests go through the per-IdP registry (shared discovery, pooled
+ * scope, RFC 8707 resource and audience), the federated grants token_exchange (RFC 8693) and
+ * jwt_bearer (RFC 7523 §2.1), RFC 7009 revocation, and the refresh-token seed. Credentials
+ * (secret file, key file, client assertion, subject token, assertion) are read on every grant so
+ * a rotated Kubernetes Secret or projected service-account token is picked up without a restart. Requests go through the per-IdP registry (shared discovery, pooled
  * connections, grant limiter) and a bounded, inspecting fetch (transport.ts); the IdP's answer is
  * untrusted input and is validated before it becomes a GrantResult (answer.ts).
  */
@@ -14,9 +15,12 @@ import type { SecretSource, TokenConfig } from '../config/types.js';
 import { readSecret } from '../config/secrets.js';
 import { TokendError } from '../errors.js';
 import type { GrantResult } from '../token.js';
-import { toGrantResult } from './answer.js';
+import { issuedTokenTypeOf, toGrantResult } from './answer.js';
+import type { CredentialExpiryObserver } from './assertion-metrics.js';
 import { classifyGrantError, type GrantPhase } from './classify.js';
 import { createClientKeyLoader, type ClientKeyLoader } from './client-auth.js';
+import { describeSent, readFederatedToken, readJwtClaims, type FederatedKind, type FederatedToken } from './federated.js';
+import { anonymousClient, clientAssertionAuth, federatedGrant, type FederatedRequest, type TokenLookup } from './federated-grant.js';
 import { defaultIdpRegistry, type IdpRegistry } from './idp-registry.js';
 import { createIssuerResolver, type IssuerResolver } from './issuer.js';
 import type { GrantLimiter } from './limiter.js';
@@ -37,7 +41,17 @@ export interface TokenSourceDeps {
   readonly fetch?: typeof fetch | undefined;
   /** Shared per-IdP state (discovery, connections, limiter). Default: the process-wide defaultIdpRegistry(). */
   readonly idp?: IdpRegistry | undefined;
+  /**
+   * grant token_exchange with `subjectToken: NAME`: finds that other configured token (the daemon
+   * passes its handles). Without it, or when it finds nothing, such a grant fails with CONFIG_INVALID.
+   */
+  readonly tokenLookup?: TokenLookup | undefined;
+  /** Told the exp of every federated credential read (the daemon passes AssertionMetrics). Default: nobody. */
+  readonly credentialExpiry?: CredentialExpiryObserver | undefined;
 }
+
+/** Stands in for an absent clientId where openid-client needs one; never sent (anonymousClient sends nothing). */
+const ANONYMOUS_CLIENT_ID = 'tokend-anonymous';
 
 /** A TokenSource that can also fingerprint its credentials (see TokenSource.credentialFingerprint). */
 export interface OAuthTokenSource extends TokenSource {
@@ -58,14 +72,30 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
       : undefined;
   const label = `token "${cfg.name}"`;
 
-  async function clientAuth(as: client.ServerMetadata): Promise<client.ClientAuth> {
+  const onRead = (t: FederatedToken): void => deps.credentialExpiry?.observe(cfg.name, t.kind, t.claims?.expMs);
+
+  /** The client authentication of one request; a client assertion read for it is added to `presented`. */
+  async function clientAuth(as: client.ServerMetadata, presented: FederatedToken[]): Promise<client.ClientAuth> {
     switch (cfg.clientAuth) {
       case 'client_secret_basic':
         return clientSecretBasic(await secret());
       case 'client_secret_post':
         return client.ClientSecretPost(await secret());
       case 'none':
-        return client.None();
+        return cfg.clientId === undefined ? anonymousClient() : client.None();
+      case 'client_assertion': {
+        if (!cfg.clientAssertionFile) throw configError('clientAssertionFile', 'is required for clientAuth: client_assertion');
+        const assertion = await readFederatedToken({
+          tokenName: cfg.name,
+          kind: 'client_assertion',
+          path: cfg.clientAssertionFile,
+          now: deps.clock.now(),
+          requireJwt: true,
+          onRead,
+        });
+        presented.push(assertion);
+        return clientAssertionAuth(assertion.value);
+      }
       case 'private_key_jwt': {
         if (!keyLoader) throw configError('privateKeyFile', 'is required for clientAuth: private_key_jwt');
         const signing = await keyLoader();
@@ -94,7 +124,12 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
   }
 
   /** One Configuration per call: the caller's signal, a freshly read credential and the record belong to this call only. */
-  async function configuration(signal: AbortSignal | undefined, phase: GrantPhase, record: OperationRecord): Promise<client.Configuration> {
+  async function configuration(
+    signal: AbortSignal | undefined,
+    phase: GrantPhase,
+    record: OperationRecord,
+    presented: FederatedToken[],
+  ): Promise<client.Configuration> {
     let as: client.ServerMetadata;
     try {
       as = await resolver.metadata(signal);
@@ -111,7 +146,7 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
       }
       throw err;
     }
-    const config = new client.Configuration(as, cfg.clientId, undefined, await clientAuth(as));
+    const config = new client.Configuration(as, cfg.clientId ?? ANONYMOUS_CLIENT_ID, undefined, await clientAuth(as, presented));
     if (cfg.allowInsecureHttp) client.allowInsecureRequests(config);
     config.timeout = cfg.timeoutMs / 1000;
     config[client.customFetch] = operationFetch(
@@ -124,17 +159,24 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
   /**
    * Runs op against the IdP in a limiter slot and translates its failure: the IdP's Retry-After
    * pauses every grant to it; a token endpoint that stopped answering (network error, 404) makes
-   * discovery run again; a new refresh token the answer carried rides on the error.
+   * discovery run again; a new refresh token the answer carried rides on the error; a refusal of
+   * federated credentials names what they said about themselves (never their value).
    */
-  async function attempt<T>(phase: GrantPhase, signal: AbortSignal | undefined, op: (config: client.Configuration) => Promise<T>): Promise<T> {
+  async function attempt<T>(
+    phase: GrantPhase,
+    signal: AbortSignal | undefined,
+    op: (config: client.Configuration) => Promise<T>,
+    federated: readonly FederatedToken[] = [],
+  ): Promise<T> {
     const record = newRecord();
+    const presented = [...federated];
     let as: client.ServerMetadata | undefined;
     try {
-      const config = await configuration(signal, phase, record);
+      const config = await configuration(signal, phase, record, presented);
       as = config.serverMetadata();
       return await limiterFor(as).run(() => op(config), { waitMs: cfg.timeoutMs, signal, label });
     } catch (err) {
-      const e = classifyGrantError(err, cfg.name, phase, { now: deps.clock.now(), exchanges: record.exchanges });
+      const e = naming(classifyGrantError(err, cfg.name, phase, { now: deps.clock.now(), exchanges: record.exchanges }), presented);
       if (e.retryAfterMs !== undefined && e.reason !== 'idp_paused') limiterFor(as).pause(e.retryAfterMs);
       // The endpoint did not answer, or answered 404: it may have moved, so discovery runs again next time.
       const last = record.exchanges.at(-1);
@@ -154,19 +196,35 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
     return params;
   }
 
+  /** The one request of the configured grant. */
+  function grantRequest(config: client.Configuration, refreshToken: string | undefined, fed: FederatedRequest | undefined): Promise<client.TokenEndpointResponse> {
+    if (fed !== undefined) return client.genericGrantRequest(config, fed.grantType, { ...grantParameters(), ...fed.params });
+    if (cfg.grant === 'refresh_token') return client.refreshTokenGrant(config, refreshToken as string, grantParameters());
+    return client.clientCredentialsGrant(config, grantParameters());
+  }
+
   return {
     async obtain(refreshToken, signal) {
       if (cfg.grant === 'refresh_token' && !refreshToken) {
         throw configError('refreshToken', 'no refresh token is available (set refreshTokenFile or refreshToken)');
       }
-      const { response, arrivedAt } = await attempt('grant', signal, async (config) => {
-        const response =
-          cfg.grant === 'refresh_token'
-            ? await client.refreshTokenGrant(config, refreshToken as string, grantParameters())
-            : await client.clientCredentialsGrant(config, grantParameters());
-        return { response, arrivedAt: deps.clock.now() };
-      });
-      return toGrantResult(response, arrivedAt, cfg) satisfies GrantResult;
+      // Read before a limiter slot is taken: a stale file fails at once, without a request.
+      const fed =
+        cfg.grant === 'token_exchange' || cfg.grant === 'jwt_bearer'
+          ? await federatedGrant(cfg, { now: deps.clock.now(), lookup: deps.tokenLookup, signal, onRead })
+          : undefined;
+      const { response, arrivedAt } = await attempt(
+        'grant',
+        signal,
+        async (config) => {
+          const response = await grantRequest(config, refreshToken, fed);
+          return { response, arrivedAt: deps.clock.now() };
+        },
+        fed?.presented,
+      );
+      const result = toGrantResult(response, arrivedAt, cfg) satisfies GrantResult;
+      const issuedTokenType = cfg.grant === 'token_exchange' ? issuedTokenTypeOf(response) : undefined;
+      return issuedTokenType === undefined ? result : { ...result, token: { ...result.token, issuedTokenType } };
     },
 
     async revoke(token, hint, signal) {
@@ -204,9 +262,39 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
       await part('secret', cfg.clientSecret);
       await part('key', cfg.privateKeyFile ? { kind: 'file', path: cfg.privateKeyFile } : undefined);
       await part('seed', cfg.refreshToken);
+      // Federated credentials: a new file (kubelet's rotation, a fixed audience) is worth another
+      // try after a refusal; their exp also keeps the expiry gauges current between grants.
+      const files: Array<[FederatedKind, string | undefined]> = [
+        ['client_assertion', cfg.clientAssertionFile],
+        ['assertion', cfg.assertionFile],
+        ['subject_token', cfg.subjectTokenFile],
+        ['actor_token', cfg.actorTokenFile],
+      ];
+      for (const [kind, path] of files) {
+        if (path === undefined) continue;
+        await part(kind, { kind: 'file', path });
+        const text = await readFile(path, 'utf8').catch(() => undefined);
+        if (text !== undefined) deps.credentialExpiry?.observe(cfg.name, kind, readJwtClaims(text.trim())?.expMs);
+      }
+      if (cfg.subjectToken !== undefined) {
+        hash.update(`subject:${deps.tokenLookup?.(cfg.subjectToken)?.current()?.accessToken ?? '-'};`);
+      }
       return hash.digest('hex');
     },
   };
+
+  /** err, naming the federated credentials the IdP refused (what they said about themselves, never their value). */
+  function naming(err: TokendError, presented: readonly FederatedToken[]): TokendError {
+    if (err.code !== 'GRANT_PERMANENT' || err.status === undefined || presented.length === 0) return err;
+    return new TokendError(err.code, `${err.message}; tokend sent ${presented.map(describeSent).join(' and ')}`, {
+      cause: err,
+      oauthError: err.oauthError,
+      status: err.status,
+      reason: err.reason,
+      retryAfterMs: err.retryAfterMs,
+      rotatedRefreshToken: err.rotatedRefreshToken,
+    });
+  }
 
   /** The config key the user wrote: `clientSecretFile` for a file, `clientSecret` for a literal. */
   function fieldOf(key: string, src: SecretSource): string {

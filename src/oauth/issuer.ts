@@ -56,7 +56,8 @@ export function createIssuerResolver(cfg: TokenConfig, deps: IssuerResolverDeps)
   const key = `${issuer.href} insecure=${cfg.allowInsecureHttp}`;
 
   const discoverOnce = async (algorithm: 'oidc' | 'oauth2', record: ReturnType<typeof newRecord>): Promise<client.ServerMetadata> => {
-    const config = await client.discovery(issuer, cfg.clientId, undefined, undefined, {
+    // Discovery sends no client_id; openid-client only wants a non-empty one.
+    const config = await client.discovery(issuer, cfg.clientId ?? 'tokend', undefined, undefined, {
       algorithm,
       timeout: cfg.timeoutMs / 1000,
       execute: cfg.allowInsecureHttp ? [client.allowInsecureRequests] : [],

@@ -216,8 +216,9 @@ export class Coordinator {
         chain.rotated(pick.rt, rotated, pick.seedHash);
         const update: StoreUpdate = { refreshToken: rotated, seedHash: pick.seedHash };
         await store.commit(lease, update).catch((e: unknown) => this.pending.hold(update, e));
-      } else if (pick.rt !== undefined && hasCode(err, 'GRANT_PERMANENT', 'GRANT_TRANSIENT') && err.status !== undefined) {
-        // The IdP answered without rotating: the token was not consumed; others may present it.
+      } else if (pick.rt !== undefined && consumedNothing(err)) {
+        // The IdP answered without rotating, or the request never left: the token was not
+        // consumed, and another process may present it.
         await store.clearIntent(lease, sha256Hex(pick.rt)).catch(() => undefined);
       }
       throw err;
@@ -370,6 +371,18 @@ export class Coordinator {
       sleep(this.d.clock, Math.max(0, ms), timer.signal).then(wake, () => undefined);
     });
   }
+}
+
+/**
+ * True when a failed grant certainly consumed nothing: the IdP answered with an error (an HTTP
+ * status), or the request was never sent (a setting or secret file unusable, an assertion file
+ * expired, the IdP's limiter said wait). A timeout or a cut connection may have been processed.
+ */
+function consumedNothing(err: unknown): boolean {
+  if (hasCode(err, 'CONFIG_INVALID')) return true;
+  if (!hasCode(err, 'GRANT_PERMANENT', 'GRANT_TRANSIENT')) return false;
+  if (err.status !== undefined) return true;
+  return err.reason !== undefined && /(_expired|_unavailable)$|^idp_(paused|busy)$/.test(err.reason);
 }
 
 function intentKey(state: StoredState): string {

@@ -19,13 +19,17 @@ export interface Credentials {
 }
 
 /**
- * The files a token's credentials come from (client secret, refresh-token seed, private key): a
- * change to any of them is worth a reconcile (a rotated Kubernetes Secret, a new seed).
+ * The files a token's credentials come from (client secret, refresh-token seed, private key,
+ * client assertion, JWT bearer assertion, token exchange subject and actor tokens): a change to any
+ * of them is worth a reconcile (a rotated Kubernetes Secret, a new seed, kubelet's rotation of a
+ * projected service-account token).
  */
 export function credentialFiles(tc: TokenConfig): string[] {
   const files: string[] = [];
   for (const src of [tc.clientSecret, tc.refreshToken]) if (src?.kind === 'file') files.push(src.path);
-  if (tc.privateKeyFile !== undefined) files.push(tc.privateKeyFile);
+  for (const path of [tc.privateKeyFile, tc.clientAssertionFile, tc.assertionFile, tc.subjectTokenFile, tc.actorTokenFile]) {
+    if (path !== undefined) files.push(path);
+  }
   return files;
 }
 

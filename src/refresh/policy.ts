@@ -102,18 +102,28 @@ export function tokenJitter(accessToken: string): number {
 
 /**
  * Fingerprint (hex) of the settings that shape what a grant returns: issuer or token endpoint,
- * client, grant type, scope, resource, audience. Stamped on every token obtained, so a token
- * stored under other settings (the config changed) is not served after a restart.
+ * client, grant type, scope, resource, audience, and for the federated grants the subject or
+ * assertion source and the token types. Stamped on every token obtained, so a token stored under
+ * other settings (the config changed) is not served after a restart. The federated parts are
+ * appended only when set, so the fingerprints of other tokens stay what they were.
  */
 export function grantKeyOf(cfg: {
   issuer?: string | undefined;
   tokenEndpoint?: string | undefined;
-  clientId: string;
+  clientId?: string | undefined;
   grant: GrantType;
   scope?: string | undefined;
   resource?: string | undefined;
   audience?: string | undefined;
+  subjectToken?: string | undefined;
+  subjectTokenFile?: string | undefined;
+  subjectTokenType?: string | undefined;
+  actorTokenFile?: string | undefined;
+  requestedTokenType?: string | undefined;
+  assertionFile?: string | undefined;
 }): string {
-  const parts = [cfg.issuer ?? '', cfg.tokenEndpoint ?? '', cfg.clientId, cfg.grant, cfg.scope ?? '', cfg.resource ?? '', cfg.audience ?? ''];
+  const parts = [cfg.issuer ?? '', cfg.tokenEndpoint ?? '', cfg.clientId ?? '', cfg.grant, cfg.scope ?? '', cfg.resource ?? '', cfg.audience ?? ''];
+  const federated = [cfg.subjectToken, cfg.subjectTokenFile, cfg.subjectTokenType, cfg.actorTokenFile, cfg.requestedTokenType, cfg.assertionFile];
+  if (federated.some((p) => p !== undefined)) parts.push(...federated.map((p) => p ?? ''));
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
 }

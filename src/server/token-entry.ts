@@ -53,6 +53,8 @@ export function refreshEntry(entry: TokenEntry, token: AccessToken, expiresIn: n
       expires_at: Math.floor(token.expiresAt / 1000),
       expires_in: expiresIn,
       scope: token.scope,
+      // RFC 8693: what a token exchange issued; absent (dropped by JSON.stringify) for other grants.
+      issued_token_type: token.issuedTokenType,
     }),
   );
   entry.jsonHeaders = ['Content-Type', CT_JSON, 'Cache-Control', 'no-store', 'Content-Length', String(entry.json.length)];

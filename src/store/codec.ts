@@ -96,7 +96,8 @@ function toSeconds(ms: number): number {
 
 /**
  * Encodes an access token as the metadata document services read:
- * `{"access_token","token_type","expires_at","obtained_at","scope"?}`, times in whole Unix
+ * `{"access_token","token_type","expires_at","obtained_at","scope"?,"grant_key"?,"issued_token_type"?}`
+ * (`issued_token_type`: RFC 8693, token exchange only), times in whole Unix
  * seconds (rounded down, so decodeMeta(encodeMeta(t)).expiresAt is up to 999 ms earlier than
  * t.expiresAt, never later). Throws TokendError('STORE_UNAVAILABLE') (message names the field)
  * for a token decodeMeta would refuse, so nothing is ever written that cannot be read back.
@@ -111,6 +112,7 @@ export function encodeMeta(token: AccessToken): string {
   const scope = checkScope(token.scope);
   if (scope !== undefined) doc.scope = scope;
   if (token.grantKey !== undefined) doc.grant_key = checkGrantKey(token.grantKey);
+  if (token.issuedTokenType !== undefined) doc.issued_token_type = checkIssuedTokenType(token.issuedTokenType);
   const text = JSON.stringify(doc);
   checkSize(text);
   return text;
@@ -129,6 +131,7 @@ export function decodeMeta(text: string): AccessToken {
   const obtainedAt = Math.round(checkUnixSeconds(doc.obtained_at, 'obtained_at') * 1000);
   const scope = checkScope(doc.scope);
   const grantKey = doc.grant_key === undefined ? undefined : checkGrantKey(doc.grant_key);
+  const issuedTokenType = doc.issued_token_type === undefined ? undefined : checkIssuedTokenType(doc.issued_token_type);
   return {
     accessToken,
     tokenType,
@@ -136,7 +139,14 @@ export function decodeMeta(text: string): AccessToken {
     obtainedAt,
     ...(scope !== undefined ? { scope } : {}),
     ...(grantKey !== undefined ? { grantKey } : {}),
+    ...(issuedTokenType !== undefined ? { issuedTokenType } : {}),
   };
+}
+
+// RFC 8693 §3: a token type identifier is a URI.
+function checkIssuedTokenType(v: unknown): string {
+  if (typeof v !== 'string' || !/^[\x21-\x7e]{1,256}$/.test(v)) invalid('issued_token_type is not a short printable URI');
+  return v;
 }
 
 function checkGrantKey(v: unknown): string {

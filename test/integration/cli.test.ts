@@ -51,7 +51,7 @@ describe('tokend command line', () => {
     for (const cmd of ['run', 'check']) {
       const r = await runCli([cmd, '--config', bad]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain('tokens.orders.grant: expected client_credentials or refresh_token');
+      expect(r.stderr).toContain('tokens.orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer');
       expect(r.stderr).toContain('listen');
       expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(r.stderr).not.toContain('hunter2-secret');

@@ -70,7 +70,7 @@ describe('loadConfigFile', () => {
   it('reports field problems by path, without the file name', async () => {
     const path = await file('bad.yaml', YAML.replace('client_credentials', 'magic'));
     const err = await rejection(loadConfigFile(path, { env: { ISSUER: 'https://idp.example.com' } }));
-    expect(err.problems).toEqual(['tokens.orders.grant: expected client_credentials or refresh_token']);
+    expect(err.problems).toEqual(['tokens.orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer']);
   });
 });
 

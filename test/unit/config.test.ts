@@ -457,8 +457,8 @@ describe('parseConfig: valid configurations', () => {
 
 describe('parseConfig: each kind of mistake gives its problem line', () => {
   it.each<[string, string, readonly string[]]>([
-    ['a wrong grant', doc({ grant: 'password' }), ['tokens.orders.grant: expected client_credentials or refresh_token']],
-    ['a missing grant', doc({ grant: undefined }), ['tokens.orders.grant: expected client_credentials or refresh_token']],
+    ['a wrong grant', doc({ grant: 'password' }), ['tokens.orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer']],
+    ['a missing grant', doc({ grant: undefined }), ['tokens.orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer']],
     ['a missing clientId', doc({ clientId: undefined }), ['tokens.orders.clientId: required']],
     ['an empty clientId', doc({ clientId: '' }), ['tokens.orders.clientId: must not be empty']],
     ['a null clientId', `${doc({ clientId: undefined })}`.replace('orders:\n', 'orders:\n    clientId:\n'), ['tokens.orders.clientId: expected a string (the value is empty)']],
@@ -491,7 +491,7 @@ describe('parseConfig: each kind of mistake gives its problem line', () => {
       'tokens.orders: clientSecret or clientSecretFile is required for clientAuth client_secret_post',
     ]],
     ['an unknown clientAuth', doc({ clientAuth: 'mtls' }), [
-      'tokens.orders.clientAuth: expected one of client_secret_basic, client_secret_post, private_key_jwt, none',
+      'tokens.orders.clientAuth: expected one of client_secret_basic, client_secret_post, private_key_jwt, client_assertion, none',
     ]],
     ['private_key_jwt without a key', doc({ clientSecretFile: undefined, clientAuth: 'private_key_jwt' }), [
       'tokens.orders.privateKeyFile: required for clientAuth private_key_jwt',
@@ -690,7 +690,7 @@ describe('parseConfig: every problem is reported at once', () => {
         'logLevel: expected one of fatal, error, warn, info, debug, trace',
         'store.mode: must not give other users any access (use 0600 or 0640)',
         'store.dir: required for store type file',
-        'tokens.orders.grant: expected client_credentials or refresh_token',
+        'tokens.orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer',
         'tokens.orders.timeout: expected a duration: seconds as a number, or a string like 500ms, 10s, 5m, 1h, 2d',
         'tokens.billing.scopes: unknown key',
         'tokens.billing: issuer (OIDC discovery) or tokenEndpoint (plain OAuth2) is required',
@@ -702,7 +702,7 @@ describe('parseConfig: every problem is reported at once', () => {
     const err = errorOf(doc({ grant: 'x', clientId: '' }));
     expect(err.message.split('\n')).toEqual([
       'tokens.orders.clientId: must not be empty',
-      'tokens.orders.grant: expected client_credentials or refresh_token',
+      'tokens.orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer',
     ]);
     expect(err.message).not.toMatch(/\bat .*\.(ts|js):\d+/);
   });
@@ -710,7 +710,7 @@ describe('parseConfig: every problem is reported at once', () => {
   it('checks the fields of a token whose name is also wrong', () => {
     expect(problemsOf(stringify({ tokens: { Orders: { ...TOKEN, grant: 'x' } } }))).toEqual([
       'tokens.Orders: token names must match [a-z0-9][a-z0-9_.-]{0,62}',
-      'tokens.Orders.grant: expected client_credentials or refresh_token',
+      'tokens.Orders.grant: expected one of client_credentials, refresh_token, token_exchange, jwt_bearer',
     ]);
   });
 });

@@ -125,6 +125,28 @@ describe('a rotation is never lost: a commit with an unknown outcome', () => {
   });
 });
 
+describe('the intent after a failed refresh_token grant', () => {
+  it('is cleared when nothing can have been consumed (an IdP answer, a request never sent), and kept after a timeout', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const source = new FakeSource({ clock, rotate: true, seed: 'seed-1' });
+    const { r } = refresher(store, source, clock, { grant: 'refresh_token' });
+    await r.start();
+    const cases: Array<[string, () => TokendError, boolean]> = [
+      ['an IdP 503', () => new TokendError('GRANT_TRANSIENT', 'fake idp: 503', { status: 503 }), false],
+      ['the IdP limiter said wait', () => new TokendError('GRANT_TRANSIENT', 'paused', { reason: 'idp_paused', retryAfterMs: 1_000 }), false],
+      ['an expired assertion file', () => new TokendError('GRANT_TRANSIENT', 'expired', { reason: 'client_assertion_expired' }), false],
+      ['a timeout', () => new TokendError('GRANT_TRANSIENT', 'timed out waiting for the IdP'), true],
+    ];
+    for (const [what, make, kept] of cases) {
+      source.failNext(make);
+      await r.ensureFresh(2 * MINUTE);
+      expect(store.stored(NAME).intent !== undefined, what).toBe(kept);
+      await clock.advance(6 * SECOND);
+    }
+  });
+});
+
 describe('an expired token is never served: clock steps', () => {
   it('a wall clock stepped back an hour neither stretches the token nor delays its refresh', async () => {
     const clock = new FakeClock();
