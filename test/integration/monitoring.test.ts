@@ -72,7 +72,7 @@ describe('k8s/monitoring: alerts, PodMonitor and dashboard, against a real token
     dashboard = JSON.parse(find(objects, 'ConfigMap', 'grafana-dashboard-tokend')[0]!.data['tokend.json']) as Obj;
     writeFileSync(join(s.dir, 'tokend-rules.yaml'), stringify({ groups: rule.spec.groups }));
 
-    idp = await startDevIdp({ accessTokenTtlSec: 30, clients: [{ clientId: 'orders-client', clientSecret: 'orders-secret-1', scope: 'orders:read' }] });
+    idp = await startDevIdp({ accessTokenTtlSec: 300, clients: [{ clientId: 'orders-client', clientSecret: 'orders-secret-1', scope: 'orders:read' }] });
     const metricsPortNumber = await freePort();
     const config = s.file('tokend.yaml', [
       `listen: 127.0.0.1:${await freePort()}`,
