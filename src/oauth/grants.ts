@@ -58,250 +58,274 @@ export interface OAuthTokenSource extends TokenSource {
   credentialFingerprint(): Promise<string>;
 }
 
-/**
- * Creates the TokenSource for one configured token. Nothing is fetched until the first call.
- * (A factory of small closures over one token's settings, hence longer than 60 lines.)
- */
+/** What every request of one configured token needs: its settings and its IdP's shared parts. */
+interface SourceState {
+  readonly cfg: TokenConfig;
+  readonly deps: TokenSourceDeps;
+  readonly registry: IdpRegistry;
+  readonly fetch: typeof fetch;
+  readonly resolver: IssuerResolver;
+  readonly keyLoader: ClientKeyLoader | undefined;
+  /** `token "NAME"`, for messages. */
+  readonly label: string;
+  /** Tells the expiry observer about a federated credential just read. */
+  readonly onRead: (t: FederatedToken) => void;
+}
+
+/** Creates the TokenSource for one configured token. Nothing is fetched until the first call. */
 export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAuthTokenSource {
   const registry = deps.idp ?? defaultIdpRegistry();
   const fetchImpl = deps.fetch ?? registry.fetch;
-  const resolver: IssuerResolver = createIssuerResolver(cfg, { registry, fetch: fetchImpl });
-  const keyLoader: ClientKeyLoader | undefined =
-    cfg.clientAuth === 'private_key_jwt' && cfg.privateKeyFile
-      ? createClientKeyLoader({ tokenName: cfg.name, path: cfg.privateKeyFile, kid: cfg.privateKeyId, alg: cfg.privateKeyAlg })
-      : undefined;
-  const label = `token "${cfg.name}"`;
-
-  const onRead = (t: FederatedToken): void => deps.credentialExpiry?.observe(cfg.name, t.kind, t.claims?.expMs);
-
-  /** The client authentication of one request; a client assertion read for it is added to `presented`. */
-  async function clientAuth(as: client.ServerMetadata, presented: FederatedToken[]): Promise<client.ClientAuth> {
-    switch (cfg.clientAuth) {
-      case 'client_secret_basic':
-        return clientSecretBasic(await secret());
-      case 'client_secret_post':
-        return client.ClientSecretPost(await secret());
-      case 'none':
-        return cfg.clientId === undefined ? anonymousClient() : client.None();
-      case 'client_assertion': {
-        if (!cfg.clientAssertionFile) throw configError('clientAssertionFile', 'is required for clientAuth: client_assertion');
-        const assertion = await readFederatedToken({
-          tokenName: cfg.name,
-          kind: 'client_assertion',
-          path: cfg.clientAssertionFile,
-          now: deps.clock.now(),
-          requireJwt: true,
-          onRead,
-        });
-        presented.push(assertion);
-        return clientAssertionAuth(assertion.value);
-      }
-      case 'private_key_jwt': {
-        if (!keyLoader) throw configError('privateKeyFile', 'is required for clientAuth: private_key_jwt');
-        const signing = await keyLoader();
-        // OIDC Core §9, RFC 7523 §3 and most IdPs (Okta, Entra ID) want the token endpoint as aud;
-        // some older ones want the issuer. A static tokenEndpoint has no real issuer to offer.
-        const aud = cfg.privateKeyAudience === 'issuer' && resolver.discovered ? as.issuer : as.token_endpoint;
-        return client.PrivateKeyJwt(signing.kid ? { key: signing.key, kid: signing.kid } : signing.key, {
-          [client.modifyAssertion]: (header, payload) => {
-            if (signing.alg === 'EdDSA' && header.alg === 'Ed25519') header.alg = 'EdDSA';
-            if (aud) payload.aud = aud;
-          },
-        });
-      }
-    }
-  }
-
-  async function secret(): Promise<string> {
-    if (!cfg.clientSecret) throw configError('clientSecret', `is required for clientAuth: ${cfg.clientAuth}`);
-    return readSecret(cfg.clientSecret, fieldOf('clientSecret', cfg.clientSecret));
-  }
-
-  /** The limiter of the IdP serving as (or, before discovery, of the issuer's origin). */
-  function limiterFor(as: client.ServerMetadata | undefined): GrantLimiter {
-    const url = as?.token_endpoint ?? cfg.tokenEndpoint ?? cfg.issuer ?? '';
-    return registry.limiter(new URL(url).origin);
-  }
-
-  /** One Configuration per call: the caller's signal, a freshly read credential and the record belong to this call only. */
-  async function configuration(
-    signal: AbortSignal | undefined,
-    phase: GrantPhase,
-    record: OperationRecord,
-    presented: FederatedToken[],
-  ): Promise<client.Configuration> {
-    let as: client.ServerMetadata;
-    try {
-      as = await resolver.metadata(signal);
-    } catch (err) {
-      // A grant that cannot find its endpoints is retryable; `discover()` reports DISCOVERY_FAILED itself.
-      if (err instanceof TokendError && err.code === 'DISCOVERY_FAILED') {
-        throw new TokendError('GRANT_TRANSIENT', err.message, {
-          cause: err,
-          status: err.status,
-          oauthError: err.oauthError,
-          reason: err.reason,
-          retryAfterMs: err.retryAfterMs,
-        });
-      }
-      throw err;
-    }
-    const config = new client.Configuration(as, cfg.clientId ?? ANONYMOUS_CLIENT_ID, undefined, await clientAuth(as, presented));
-    if (cfg.allowInsecureHttp) client.allowInsecureRequests(config);
-    config.timeout = cfg.timeoutMs / 1000;
-    config[client.customFetch] = operationFetch(
-      { fetch: fetchImpl, signal, phase, tokenName: cfg.name, tokenEndpoint: as.token_endpoint },
-      record,
-    );
-    return config;
-  }
-
-  /**
-   * Runs op against the IdP in a limiter slot and translates its failure: the IdP's Retry-After
-   * pauses every grant to it; a token endpoint that stopped answering (network error, 404) makes
-   * discovery run again; a new refresh token the answer carried rides on the error; a refusal of
-   * federated credentials names what they said about themselves (never their value).
-   */
-  async function attempt<T>(
-    phase: GrantPhase,
-    signal: AbortSignal | undefined,
-    op: (config: client.Configuration) => Promise<T>,
-    federated: readonly FederatedToken[] = [],
-  ): Promise<T> {
-    const record = newRecord();
-    const presented = [...federated];
-    let as: client.ServerMetadata | undefined;
-    try {
-      const config = await configuration(signal, phase, record, presented);
-      as = config.serverMetadata();
-      return await limiterFor(as).run(() => op(config), { waitMs: cfg.timeoutMs, signal, label });
-    } catch (err) {
-      const e = naming(classifyGrantError(err, cfg.name, phase, { now: deps.clock.now(), exchanges: record.exchanges }), presented);
-      if (e.retryAfterMs !== undefined && e.reason !== 'idp_paused') limiterFor(as).pause(e.retryAfterMs);
-      // The endpoint did not answer, or answered 404: it may have moved, so discovery runs again next time.
-      const last = record.exchanges.at(-1);
-      if (as !== undefined && last !== undefined && e.code === 'GRANT_TRANSIENT' && (last.status === undefined || last.status === 404)) {
-        resolver.invalidate();
-      }
-      const rotated = record.answer?.refreshToken;
-      return Promise.reject(rotated !== undefined && rotatedRefreshTokenOf(e) === undefined ? attachRotatedRefreshToken(e, rotated) : e);
-    }
-  }
-
-  function grantParameters(): Record<string, string> {
-    const params: Record<string, string> = {};
-    if (cfg.scope) params.scope = cfg.scope;
-    if (cfg.resource) params.resource = cfg.resource;
-    if (cfg.audience) params.audience = cfg.audience;
-    return params;
-  }
-
-  /** The one request of the configured grant. */
-  function grantRequest(config: client.Configuration, refreshToken: string | undefined, fed: FederatedRequest | undefined): Promise<client.TokenEndpointResponse> {
-    if (fed !== undefined) return client.genericGrantRequest(config, fed.grantType, { ...grantParameters(), ...fed.params });
-    if (cfg.grant === 'refresh_token') return client.refreshTokenGrant(config, refreshToken as string, grantParameters());
-    return client.clientCredentialsGrant(config, grantParameters());
-  }
-
+  const s: SourceState = {
+    cfg,
+    deps,
+    registry,
+    fetch: fetchImpl,
+    resolver: createIssuerResolver(cfg, { registry, fetch: fetchImpl }),
+    keyLoader:
+      cfg.clientAuth === 'private_key_jwt' && cfg.privateKeyFile
+        ? createClientKeyLoader({ tokenName: cfg.name, path: cfg.privateKeyFile, kid: cfg.privateKeyId, alg: cfg.privateKeyAlg })
+        : undefined,
+    label: `token "${cfg.name}"`,
+    onRead: (t) => deps.credentialExpiry?.observe(cfg.name, t.kind, t.claims?.expMs),
+  };
   return {
-    async obtain(refreshToken, signal) {
-      if (cfg.grant === 'refresh_token' && !refreshToken) {
-        throw configError('refreshToken', 'no refresh token is available (set refreshTokenFile or refreshToken)');
-      }
-      // Read before a limiter slot is taken: a stale file fails at once, without a request.
-      const fed =
-        cfg.grant === 'token_exchange' || cfg.grant === 'jwt_bearer'
-          ? await federatedGrant(cfg, { now: deps.clock.now(), lookup: deps.tokenLookup, signal, onRead })
-          : undefined;
-      const { response, arrivedAt } = await attempt(
-        'grant',
-        signal,
-        async (config) => {
-          const response = await grantRequest(config, refreshToken, fed);
-          return { response, arrivedAt: deps.clock.now() };
-        },
-        fed?.presented,
-      );
-      const result = toGrantResult(response, arrivedAt, cfg) satisfies GrantResult;
-      const issuedTokenType = cfg.grant === 'token_exchange' ? issuedTokenTypeOf(response) : undefined;
-      return issuedTokenType === undefined ? result : { ...result, token: { ...result.token, issuedTokenType } };
-    },
-
-    async revoke(token, hint, signal) {
-      await attempt('revocation', signal, async (config) => {
-        if (!config.serverMetadata().revocation_endpoint) {
-          throw configError('revocationEndpoint', 'the IdP announces no revocation endpoint');
-        }
-        await client.tokenRevocation(config, token, { token_type_hint: hint });
-      });
-    },
-
-    async readSeed() {
-      if (!cfg.refreshToken) return undefined;
-      return readSecret(cfg.refreshToken, fieldOf('refreshToken', cfg.refreshToken));
-    },
-
-    async discover(signal) {
-      const as = await resolver.refresh(signal);
+    obtain: (refreshToken, signal) => obtain(s, refreshToken, signal),
+    revoke: (token, hint, signal) => revoke(s, token, hint, signal),
+    readSeed: async () => (cfg.refreshToken ? readSecret(cfg.refreshToken, fieldOf(cfg, 'refreshToken', cfg.refreshToken)) : undefined),
+    discover: async (signal) => {
+      const as = await s.resolver.refresh(signal);
       return { tokenEndpoint: as.token_endpoint as string, revocationEndpoint: as.revocation_endpoint };
     },
-
-    async credentialFingerprint() {
-      const hash = createHash('sha256');
-      const part = async (label: string, src: SecretSource | undefined): Promise<void> => {
-        hash.update(`${label}:`);
-        if (!src) return void hash.update('-;');
-        if (src.kind === 'literal') return void hash.update(`${src.value};`);
-        try {
-          hash.update(await readFile(src.path));
-        } catch (err) {
-          hash.update(`missing:${(err as NodeJS.ErrnoException).code ?? ''}`);
-        }
-        hash.update(';');
-      };
-      await part('secret', cfg.clientSecret);
-      await part('key', cfg.privateKeyFile ? { kind: 'file', path: cfg.privateKeyFile } : undefined);
-      await part('seed', cfg.refreshToken);
-      // Federated credentials: a new file (kubelet's rotation, a fixed audience) is worth another
-      // try after a refusal; their exp also keeps the expiry gauges current between grants.
-      const files: Array<[FederatedKind, string | undefined]> = [
-        ['client_assertion', cfg.clientAssertionFile],
-        ['assertion', cfg.assertionFile],
-        ['subject_token', cfg.subjectTokenFile],
-        ['actor_token', cfg.actorTokenFile],
-      ];
-      for (const [kind, path] of files) {
-        if (path === undefined) continue;
-        await part(kind, { kind: 'file', path });
-        const text = await readFile(path, 'utf8').catch(() => undefined);
-        if (text !== undefined) deps.credentialExpiry?.observe(cfg.name, kind, readJwtClaims(text.trim())?.expMs);
-      }
-      if (cfg.subjectToken !== undefined) {
-        hash.update(`subject:${deps.tokenLookup?.(cfg.subjectToken)?.current()?.accessToken ?? '-'};`);
-      }
-      return hash.digest('hex');
-    },
+    credentialFingerprint: () => credentialFingerprint(s),
   };
+}
 
-  /** err, naming the federated credentials the IdP refused (what they said about themselves, never their value). */
-  function naming(err: TokendError, presented: readonly FederatedToken[]): TokendError {
-    if (err.code !== 'GRANT_PERMANENT' || err.status === undefined || presented.length === 0) return err;
-    return new TokendError(err.code, `${err.message}; tokend sent ${presented.map(describeSent).join(' and ')}`, {
-      cause: err,
-      oauthError: err.oauthError,
-      status: err.status,
-      reason: err.reason,
-      retryAfterMs: err.retryAfterMs,
-      rotatedRefreshToken: err.rotatedRefreshToken,
-    });
+/** The configured grant, once: federated credentials read first (a stale file fails without a request). */
+async function obtain(s: SourceState, refreshToken: string | undefined, signal: AbortSignal | undefined): Promise<GrantResult> {
+  const { cfg, deps } = s;
+  if (cfg.grant === 'refresh_token' && !refreshToken) {
+    throw configError(cfg, 'refreshToken', 'no refresh token is available (set refreshTokenFile or refreshToken)');
   }
+  const fed =
+    cfg.grant === 'token_exchange' || cfg.grant === 'jwt_bearer'
+      ? await federatedGrant(cfg, { now: deps.clock.now(), lookup: deps.tokenLookup, signal, onRead: s.onRead })
+      : undefined;
+  const { response, arrivedAt } = await attempt(
+    s,
+    'grant',
+    signal,
+    async (config) => {
+      const response = await grantRequest(cfg, config, refreshToken, fed);
+      return { response, arrivedAt: deps.clock.now() };
+    },
+    fed?.presented,
+  );
+  const result = toGrantResult(response, arrivedAt, cfg) satisfies GrantResult;
+  const issuedTokenType = cfg.grant === 'token_exchange' ? issuedTokenTypeOf(response) : undefined;
+  return issuedTokenType === undefined ? result : { ...result, token: { ...result.token, issuedTokenType } };
+}
 
-  /** The config key the user wrote: `clientSecretFile` for a file, `clientSecret` for a literal. */
-  function fieldOf(key: string, src: SecretSource): string {
-    return `tokens.${cfg.name}.${key}${src.kind === 'file' ? 'File' : ''}`;
-  }
+/** RFC 7009 revocation of token at the IdP's revocation endpoint. */
+async function revoke(s: SourceState, token: string, hint: 'refresh_token' | 'access_token', signal: AbortSignal | undefined): Promise<void> {
+  await attempt(s, 'revocation', signal, async (config) => {
+    if (!config.serverMetadata().revocation_endpoint) {
+      throw configError(s.cfg, 'revocationEndpoint', 'the IdP announces no revocation endpoint');
+    }
+    await client.tokenRevocation(config, token, { token_type_hint: hint });
+  });
+}
 
-  function configError(field: string, why: string): TokendError {
-    return new TokendError('CONFIG_INVALID', `tokens.${cfg.name}.${field}: ${why}`);
+/** The one request of the configured grant. */
+function grantRequest(
+  cfg: TokenConfig,
+  config: client.Configuration,
+  refreshToken: string | undefined,
+  fed: FederatedRequest | undefined,
+): Promise<client.TokenEndpointResponse> {
+  const params: Record<string, string> = {};
+  if (cfg.scope) params.scope = cfg.scope;
+  if (cfg.resource) params.resource = cfg.resource;
+  if (cfg.audience) params.audience = cfg.audience;
+  if (fed !== undefined) return client.genericGrantRequest(config, fed.grantType, { ...params, ...fed.params });
+  if (cfg.grant === 'refresh_token') return client.refreshTokenGrant(config, refreshToken as string, params);
+  return client.clientCredentialsGrant(config, params);
+}
+
+/**
+ * Runs op against the IdP in a limiter slot and translates its failure: the IdP's Retry-After
+ * pauses every grant to it; a token endpoint that stopped answering (network error, 404) makes
+ * discovery run again; a new refresh token the answer carried rides on the error; a refusal of
+ * federated credentials names what they said about themselves (never their value).
+ */
+async function attempt<T>(
+  s: SourceState,
+  phase: GrantPhase,
+  signal: AbortSignal | undefined,
+  op: (config: client.Configuration) => Promise<T>,
+  federated: readonly FederatedToken[] = [],
+): Promise<T> {
+  const { cfg } = s;
+  const record = newRecord();
+  const presented = [...federated];
+  let as: client.ServerMetadata | undefined;
+  try {
+    const config = await configuration(s, signal, phase, record, presented);
+    as = config.serverMetadata();
+    return await limiterFor(s, as).run(() => op(config), { waitMs: cfg.timeoutMs, signal, label: s.label });
+  } catch (err) {
+    const e = naming(classifyGrantError(err, cfg.name, phase, { now: s.deps.clock.now(), exchanges: record.exchanges }), presented);
+    if (e.retryAfterMs !== undefined && e.reason !== 'idp_paused') limiterFor(s, as).pause(e.retryAfterMs);
+    // The endpoint did not answer, or answered 404: it may have moved, so discovery runs again next time.
+    const last = record.exchanges.at(-1);
+    if (as !== undefined && last !== undefined && e.code === 'GRANT_TRANSIENT' && (last.status === undefined || last.status === 404)) {
+      s.resolver.invalidate();
+    }
+    const rotated = record.answer?.refreshToken;
+    return Promise.reject(rotated !== undefined && rotatedRefreshTokenOf(e) === undefined ? attachRotatedRefreshToken(e, rotated) : e);
   }
+}
+
+/** One Configuration per call: the caller's signal, a freshly read credential and the record belong to this call only. */
+async function configuration(
+  s: SourceState,
+  signal: AbortSignal | undefined,
+  phase: GrantPhase,
+  record: OperationRecord,
+  presented: FederatedToken[],
+): Promise<client.Configuration> {
+  const { cfg } = s;
+  let as: client.ServerMetadata;
+  try {
+    as = await s.resolver.metadata(signal);
+  } catch (err) {
+    // A grant that cannot find its endpoints is retryable; `discover()` reports DISCOVERY_FAILED itself.
+    if (err instanceof TokendError && err.code === 'DISCOVERY_FAILED') {
+      throw new TokendError('GRANT_TRANSIENT', err.message, {
+        cause: err,
+        status: err.status,
+        oauthError: err.oauthError,
+        reason: err.reason,
+        retryAfterMs: err.retryAfterMs,
+      });
+    }
+    throw err;
+  }
+  const config = new client.Configuration(as, cfg.clientId ?? ANONYMOUS_CLIENT_ID, undefined, await clientAuth(s, as, presented));
+  if (cfg.allowInsecureHttp) client.allowInsecureRequests(config);
+  config.timeout = cfg.timeoutMs / 1000;
+  config[client.customFetch] = operationFetch({ fetch: s.fetch, signal, phase, tokenName: cfg.name, tokenEndpoint: as.token_endpoint }, record);
+  return config;
+}
+
+/** The client authentication of one request; a client assertion read for it is added to `presented`. */
+async function clientAuth(s: SourceState, as: client.ServerMetadata, presented: FederatedToken[]): Promise<client.ClientAuth> {
+  const { cfg } = s;
+  switch (cfg.clientAuth) {
+    case 'client_secret_basic':
+      return clientSecretBasic(await readClientSecret(cfg));
+    case 'client_secret_post':
+      return client.ClientSecretPost(await readClientSecret(cfg));
+    case 'none':
+      return cfg.clientId === undefined ? anonymousClient() : client.None();
+    case 'client_assertion': {
+      if (!cfg.clientAssertionFile) throw configError(cfg, 'clientAssertionFile', 'is required for clientAuth: client_assertion');
+      const assertion = await readFederatedToken({
+        tokenName: cfg.name,
+        kind: 'client_assertion',
+        path: cfg.clientAssertionFile,
+        now: s.deps.clock.now(),
+        requireJwt: true,
+        onRead: s.onRead,
+      });
+      presented.push(assertion);
+      return clientAssertionAuth(assertion.value);
+    }
+    case 'private_key_jwt': {
+      if (!s.keyLoader) throw configError(cfg, 'privateKeyFile', 'is required for clientAuth: private_key_jwt');
+      const signing = await s.keyLoader();
+      // OIDC Core §9, RFC 7523 §3 and most IdPs (Okta, Entra ID) want the token endpoint as aud;
+      // some older ones want the issuer. A static tokenEndpoint has no real issuer to offer.
+      const aud = cfg.privateKeyAudience === 'issuer' && s.resolver.discovered ? as.issuer : as.token_endpoint;
+      return client.PrivateKeyJwt(signing.kid ? { key: signing.key, kid: signing.kid } : signing.key, {
+        [client.modifyAssertion]: (header, payload) => {
+          if (signing.alg === 'EdDSA' && header.alg === 'Ed25519') header.alg = 'EdDSA';
+          if (aud) payload.aud = aud;
+        },
+      });
+    }
+  }
+}
+
+async function readClientSecret(cfg: TokenConfig): Promise<string> {
+  if (!cfg.clientSecret) throw configError(cfg, 'clientSecret', `is required for clientAuth: ${cfg.clientAuth}`);
+  return readSecret(cfg.clientSecret, fieldOf(cfg, 'clientSecret', cfg.clientSecret));
+}
+
+/** The limiter of the IdP serving as (or, before discovery, of the issuer's origin). */
+function limiterFor(s: SourceState, as: client.ServerMetadata | undefined): GrantLimiter {
+  const url = as?.token_endpoint ?? s.cfg.tokenEndpoint ?? s.cfg.issuer ?? '';
+  return s.registry.limiter(new URL(url).origin);
+}
+
+/**
+ * SHA-256 over the credential material, read fresh: after a permanent refusal, a change (a
+ * rotated Secret, kubelet's new service-account token, a fixed audience) is worth another try.
+ * Reading the federated files also keeps their expiry gauges current between grants.
+ */
+async function credentialFingerprint(s: SourceState): Promise<string> {
+  const { cfg, deps } = s;
+  const hash = createHash('sha256');
+  const part = async (label: string, src: SecretSource | undefined): Promise<void> => {
+    hash.update(`${label}:`);
+    if (!src) return void hash.update('-;');
+    if (src.kind === 'literal') return void hash.update(`${src.value};`);
+    try {
+      hash.update(await readFile(src.path));
+    } catch (err) {
+      hash.update(`missing:${(err as NodeJS.ErrnoException).code ?? ''}`);
+    }
+    hash.update(';');
+  };
+  await part('secret', cfg.clientSecret);
+  await part('key', cfg.privateKeyFile ? { kind: 'file', path: cfg.privateKeyFile } : undefined);
+  await part('seed', cfg.refreshToken);
+  const files: Array<[FederatedKind, string | undefined]> = [
+    ['client_assertion', cfg.clientAssertionFile],
+    ['assertion', cfg.assertionFile],
+    ['subject_token', cfg.subjectTokenFile],
+    ['actor_token', cfg.actorTokenFile],
+  ];
+  for (const [kind, path] of files) {
+    if (path === undefined) continue;
+    await part(kind, { kind: 'file', path });
+    const text = await readFile(path, 'utf8').catch(() => undefined);
+    if (text !== undefined) deps.credentialExpiry?.observe(cfg.name, kind, readJwtClaims(text.trim())?.expMs);
+  }
+  if (cfg.subjectToken !== undefined) {
+    hash.update(`subject:${deps.tokenLookup?.(cfg.subjectToken)?.current()?.accessToken ?? '-'};`);
+  }
+  return hash.digest('hex');
+}
+
+/** err, naming the federated credentials the IdP refused (what they said about themselves, never their value). */
+function naming(err: TokendError, presented: readonly FederatedToken[]): TokendError {
+  if (err.code !== 'GRANT_PERMANENT' || err.status === undefined || presented.length === 0) return err;
+  return new TokendError(err.code, `${err.message}; tokend sent ${presented.map(describeSent).join(' and ')}`, {
+    cause: err,
+    oauthError: err.oauthError,
+    status: err.status,
+    reason: err.reason,
+    retryAfterMs: err.retryAfterMs,
+    rotatedRefreshToken: err.rotatedRefreshToken,
+  });
+}
+
+/** The config key the user wrote: `clientSecretFile` for a file, `clientSecret` for a literal. */
+function fieldOf(cfg: TokenConfig, key: string, src: SecretSource): string {
+  return `tokens.${cfg.name}.${key}${src.kind === 'file' ? 'File' : ''}`;
+}
+
+function configError(cfg: TokenConfig, field: string, why: string): TokendError {
+  return new TokendError('CONFIG_INVALID', `tokens.${cfg.name}.${field}: ${why}`);
 }
