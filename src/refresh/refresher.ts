@@ -5,7 +5,7 @@ import { errorSummary, EVENTS, type Logger } from '../log.js';
 import type { TokenSource } from '../oauth/source.js';
 import type { StoredState, TokenStore } from '../store/store.js';
 import { isUsable, remainingMs, sameGrant, type AccessToken } from '../token.js';
-import { raceAbort } from '../util/abort.js';
+import { linkSignals, raceAbort } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { AttemptTimer } from './attempt-timer.js';
 import { Backoff, type RetryBounds } from './backoff.js';
@@ -45,6 +45,8 @@ export interface RefresherDeps {
   readonly jitter?: ((token: AccessToken) => number) | undefined;
   /** See CoordinatorDeps.writeBackWaitMs. */
   readonly writeBackWaitMs?: number | undefined;
+  /** Longest a caller (min_ttl, an upstream's 401) waits for an attempt, in ms. Default 15 000. */
+  readonly maxCallerWaitMs?: number | undefined;
 }
 
 /** While no valid token exists, a caller may trigger an attempt at most this often (ms). */
@@ -78,6 +80,7 @@ export class Refresher implements TokenHandle {
   private readonly backoff: Backoff;
   private readonly jitter: (token: AccessToken) => number;
   private readonly minForcedIntervalMs: number;
+  private readonly maxCallerWaitMs: number;
   private readonly grantKey: string;
   private readonly abort = new AbortController();
   private readonly attempts = new SingleFlight<'attempt', void>();
@@ -107,6 +110,7 @@ export class Refresher implements TokenHandle {
     this.chain = chainFor(deps.config);
     this.grantKey = grantKeyOf(deps.config);
     this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
+    this.maxCallerWaitMs = deps.maxCallerWaitMs ?? 15_000;
     this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
     this.jitter = deps.jitter ?? ((t) => tokenJitter(t.accessToken));
     this.held = new HeldToken(this.name, deps.clock, deps.logger, deps.listeners ?? []);
@@ -281,8 +285,26 @@ export class Refresher implements TokenHandle {
       return this.ensureFresh(minTtlMs, signal);
     }
     const pending = this.attempts.current('attempt') ?? (this.mayForce(t) ? this.refresh(Math.max(0, minTtlMs)) : undefined);
-    if (pending !== undefined) await raceAbort(pending, signal);
+    if (pending !== undefined) await this.waitBounded(pending, signal);
     return this.orUnavailable(this.current());
+  }
+
+  /**
+   * Waits for an attempt on a caller's behalf, at most maxCallerWaitMs: an attempt may wait for
+   * another replica's lease or a slow IdP far longer than a caller should hang. The attempt goes on.
+   */
+  private async waitBounded(pending: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    const bound = new AbortController();
+    const timer = this.d.clock.setTimer(() => bound.abort(), this.maxCallerWaitMs);
+    const linked = linkSignals(signal, bound.signal);
+    try {
+      await raceAbort(pending, linked.signal);
+    } catch (err) {
+      if (!bound.signal.aborted || signal?.aborted) throw err;
+    } finally {
+      timer.cancel();
+      linked.dispose();
+    }
   }
 
   /** See TokenHandle.wake. */
@@ -296,7 +318,7 @@ export class Refresher implements TokenHandle {
     const t = this.current();
     if (t !== undefined && t.accessToken !== rejected.accessToken) return t;
     const pending = this.attempts.current('attempt') ?? (this.mayForce(undefined) ? this.refresh(Number.MAX_SAFE_INTEGER) : undefined);
-    if (pending !== undefined) await raceAbort(pending, signal);
+    if (pending !== undefined) await this.waitBounded(pending, signal);
     const next = this.current();
     return this.orUnavailable(next !== undefined && next.accessToken !== rejected.accessToken ? next : undefined);
   }

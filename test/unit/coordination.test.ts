@@ -255,6 +255,29 @@ describe('a consumer waking the refresher', () => {
   });
 });
 
+describe('callers wait a bounded time', () => {
+  it('a min_ttl caller gets the valid token it has after 15 s while another replica keeps the lease', async () => {
+    const clock = new FakeClock();
+    const backend = new FakeBackend(clock);
+    const source = new FakeSource({ clock });
+    const a = refresher(backend.replica('a'), source, clock);
+    await a.r.start();
+    // Another replica holds the lease and never commits (a slow IdP on its side).
+    let release!: () => void;
+    const held = backend.replica('b').withLease(NAME, () => new Promise<void>((r) => (release = r)));
+    await clock.flush();
+    let answered: AccessToken | undefined;
+    const caller = a.r.ensureFresh(2 * MINUTE).then((t) => (answered = t));
+    await clock.advance(14 * SECOND);
+    expect(answered).toBeUndefined();
+    await clock.advance(SECOND);
+    await caller;
+    expect(answered?.accessToken).toBe('at-1'); // the valid token it has, not a hang
+    release();
+    await held;
+  });
+});
+
 describe('a lease tokend does not trust', () => {
   class Distrusting extends FakeStore {
     override async withLease<T>(name: string, fn: (lease: Lease) => Promise<T>): Promise<LeaseOutcome<T>> {
