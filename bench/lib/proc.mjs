@@ -120,9 +120,10 @@ export function writeConfig(dir, { n, issuer, store = 'type: memory', extra = []
 
 /**
  * Starts `node [flags] dist/cli.js run --config FILE` (stdout parsed as NDJSON log lines, the
- * first 10,000 kept). waitLog(pred) resolves with the first line for which pred holds.
+ * first 10,000 kept; onLine sees every one). waitLog(pred) resolves with the first line for
+ * which pred holds.
  */
-export function startTokend(configFile, { flags = [], node = NODE, env = {} } = {}) {
+export function startTokend(configFile, { flags = [], node = NODE, env = {}, onLine } = {}) {
   const child = track(
     spawn(node, [...flags, CLI, 'run', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -146,6 +147,7 @@ export function startTokend(configFile, { flags = [], node = NODE, env = {} } = 
       } catch {
         continue;
       }
+      onLine?.(rec);
       if (lines.length < 10_000) lines.push(rec);
       for (const w of [...waiters]) w(rec);
     }
