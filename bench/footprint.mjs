@@ -12,24 +12,13 @@
 //
 // Every process of a round idles at the same time, so drift on a shared machine hits all alike.
 // Figures are medians over rounds; the ratio is the median of each round's tokend / bare.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { get, median, memOf, NODE, nodeVersionOf, row, selfSignedCert, sleep, startBare, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
+import { get, imageFlags, median, memOf, NODE, nodeVersionOf, row, selfSignedCert, sleep, startBare, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 20);
-
-/** The node flags of the image's ENTRYPOINT: what comes between the node binary and the script. */
-export function imageFlags() {
-  const text = readFileSync(path.join(here, '..', 'Dockerfile'), 'utf8');
-  const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(text);
-  if (!m) throw new Error('Dockerfile: no exec-form ENTRYPOINT');
-  const argv = JSON.parse(m[1]);
-  return argv.slice(1, argv.findIndex((a) => a.endsWith('.js')));
-}
 
 async function round(dir, idps, flags) {
   const procs = [];

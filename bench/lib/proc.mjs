@@ -90,6 +90,15 @@ export async function startIdp(opts = {}) {
   };
 }
 
+/** The node flags of the image's ENTRYPOINT: what comes between the node binary and the script. */
+export function imageFlags() {
+  const text = readFileSync(path.join(here, '..', '..', 'Dockerfile'), 'utf8');
+  const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(text);
+  if (!m) throw new Error('Dockerfile: no exec-form ENTRYPOINT');
+  const argv = JSON.parse(m[1]);
+  return argv.slice(1, argv.findIndex((a) => a.endsWith('.js')));
+}
+
 /** Token names t00000, t00001, ... */
 export const tokenName = (i) => `t${String(i).padStart(5, '0')}`;
 
