@@ -9,27 +9,39 @@
 //   node bench/footprint.mjs                                  # 3 rounds, 20 s idle (~1.5 min)
 //   BENCH_NODE=/path/to/node24 node bench/footprint.mjs       # children run on another node
 //   BENCH_ROUNDS=5 BENCH_IDLE_S=60 node bench/footprint.mjs
+//   BENCH_BUNDLE=1 node bench/footprint.mjs      # also dist/ bundled and minified by rolldown
 //
 // Every process of a round idles at the same time, so drift on a shared machine hits all alike.
 // Figures are medians over rounds; the ratio is the median of each round's tokend / bare.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { get, imageFlags, median, memOf, NODE, nodeVersionOf, row, selfSignedCert, sleep, startBare, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
 
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 20);
 
-async function round(dir, idps, flags) {
+/** dist/cli.js bundled and minified with rolldown (a dev dependency of vite) into dir/dist; returns its cli.js. */
+function bundle(dir) {
+  const out = path.join(dir, 'bundle');
+  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'rolldown', 'bin', 'cli.mjs'), path.join(ROOT, 'dist', 'cli.js'), '-f', 'esm', '-p', 'node', '-m', '-d', path.join(out, 'dist')], { stdio: 'ignore' });
+  writeFileSync(path.join(out, 'package.json'), JSON.stringify({ type: 'module', version: '0.0.0-bundle' }));
+  return path.join(out, 'dist', 'cli.js');
+}
+
+async function round(dir, idps, flags, bundled) {
   const procs = [];
   const bare = async (name, f) => {
     const b = await startBare({ flags: f });
     await get(b.url);
     procs.push({ name, pid: b.pid, ready: memOf(b.pid), stop: b.stop, bare: true });
   };
-  const tokend = async (name, idp, f) => {
+  const tokend = async (name, idp, f, cli) => {
     const cfg = writeConfig(path.join(dir, name), { n: 1, issuer: idp.url });
-    const t = startTokend(cfg, { flags: f, env: idp.caFile ? { NODE_EXTRA_CA_CERTS: idp.caFile } : {} });
+    const t = startTokend(cfg, { flags: f, cli, env: idp.caFile ? { NODE_EXTRA_CA_CERTS: idp.caFile } : {} });
     const rec = await t.waitLog((r) => r.event === 'server.listening');
     const listenMs = Number(process.hrtime.bigint() - t.started) / 1e6;
     const readyMs = (await waitReady(rec.url, t.started, { intervalMs: 10 })) * 1000;
@@ -40,6 +52,7 @@ async function round(dir, idps, flags) {
   for (const [scheme, idp] of Object.entries(idps)) {
     await tokend(`tokend ${scheme}`, idp, []);
     if (flags.length > 0) await tokend(`tokend ${scheme}, image flags`, idp, flags);
+    if (bundled) await tokend(`tokend ${scheme}, bundled, flags`, idp, flags, bundled);
   }
   await sleep(IDLE_S * 1000);
   for (const p of procs) p.idle = memOf(p.pid);
@@ -59,7 +72,8 @@ async function main() {
   console.log(`tokend, 1 token, node ${version}: ${ROUNDS} rounds, ${IDLE_S} s idle, image flags: ${flags.join(' ') || '(none)'}`);
   const rounds = [];
   try {
-    for (let i = 0; i < ROUNDS; i++) rounds.push(await round(dir, idps, flags));
+    const bundled = process.env.BENCH_BUNDLE === '1' ? bundle(dir) : undefined;
+    for (let i = 0; i < ROUNDS; i++) rounds.push(await round(dir, idps, flags, bundled));
   } finally {
     await Promise.all(Object.values(idps).map((i) => i.stop()));
     rmSync(dir, { recursive: true, force: true });

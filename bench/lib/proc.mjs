@@ -132,9 +132,9 @@ export function writeConfig(dir, { n, issuer, store = 'type: memory', extra = []
  * first 10,000 kept; onLine sees every one). waitLog(pred) resolves with the first line for
  * which pred holds.
  */
-export function startTokend(configFile, { flags = [], node = NODE, env = {}, onLine } = {}) {
+export function startTokend(configFile, { flags = [], node = NODE, env = {}, onLine, cli = CLI } = {}) {
   const child = track(
-    spawn(node, [...flags, CLI, 'run', '--config', configFile], {
+    spawn(node, [...flags, cli, 'run', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     }),
