@@ -132,7 +132,8 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
     try {
       const config = await configuration(signal, phase, record);
       as = config.serverMetadata();
-      return await limiterFor(as).run(() => op(config), { waitMs: cfg.timeoutMs, signal, label });
+      const limiter = limiterFor(as);
+      return await limiter.run(() => op(config), { waitMs: queueWaitMs(limiter, cfg.timeoutMs), signal, label });
     } catch (err) {
       const e = classifyGrantError(err, cfg.name, phase, { now: deps.clock.now(), exchanges: record.exchanges });
       if (e.retryAfterMs !== undefined && e.reason !== 'idp_paused') limiterFor(as).pause(e.retryAfterMs);
@@ -216,4 +217,16 @@ export function createTokenSource(cfg: TokenConfig, deps: TokenSourceDeps): OAut
   function configError(field: string, why: string): TokendError {
     return new TokendError('CONFIG_INVALID', `tokens.${cfg.name}.${field}: ${why}`);
   }
+}
+
+/**
+ * How long a grant may wait for a limiter slot before it gives up (idp_busy): the time its turn
+ * takes even if every grant ahead of it (those queued, `concurrency` at a time) runs to its full
+ * timeout, plus one timeout. Each grant in flight ends within its own timeout, so only an IdP
+ * that stopped making progress runs it out. (Waiting just one timeout failed every token queued
+ * behind more than ~timeout x grant rate others: 10,000 tokens against a 50 ms IdP logged 48,000
+ * idp_busy failures and spent 54 CPU s instead of ~10 starting up; bench/scale.mjs.)
+ */
+export function queueWaitMs(limiter: Pick<GrantLimiter, 'queued' | 'concurrency'>, timeoutMs: number): number {
+  return timeoutMs * (Math.ceil((limiter.queued + 1) / limiter.concurrency) + 1);
 }
