@@ -3,7 +3,7 @@
 // to listening and to ready. tokend runs from dist/ (`npm run build` first) against the fake IdP
 // (bench/lib/fake-idp.mjs, 50 ms latency), over http and over https (a self-signed certificate
 // trusted with NODE_EXTRA_CA_CERTS: real IdPs are https, and TLS has its own cost), each with
-// node's default V8 settings and with the V8 flags of the image's ENTRYPOINT (read from the
+// node's default V8 settings and with the V8 flags of the image (its NODE_OPTIONS, read from the
 // Dockerfile), so the flags' effect is measured, not assumed.
 //
 //   node bench/footprint.mjs                                  # 3 rounds, 20 s idle (~1.5 min)

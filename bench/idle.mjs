@@ -3,7 +3,7 @@
 // BENCH_STORE says file or redis), acquires every token, settles, and then its CPU time (user +
 // system, /proc/PID/stat) is read over BENCH_IDLE_S seconds (default 60) of idling; a bare
 // node:http server idles over the same window as the reference. Every process idles at once.
-// Runs dist/ (`npm run build` first) with the image's node flags (from the Dockerfile).
+// Runs dist/ (`npm run build` first) with the image's node flags (its NODE_OPTIONS, from the Dockerfile).
 //
 //   node bench/idle.mjs                                            # ~2.5 min
 //   BENCH_IDLE_SIZES=10,1000 BENCH_IDLE_S=120 node bench/idle.mjs

@@ -90,13 +90,11 @@ export async function startIdp(opts = {}) {
   };
 }
 
-/** The node flags of the image's ENTRYPOINT: what comes between the node binary and the script. */
+/** The node flags the image runs with: its `ENV NODE_OPTIONS="..."` (passed to children as flags). */
 export function imageFlags() {
   const text = readFileSync(path.join(here, '..', '..', 'Dockerfile'), 'utf8');
-  const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(text);
-  if (!m) throw new Error('Dockerfile: no exec-form ENTRYPOINT');
-  const argv = JSON.parse(m[1]);
-  return argv.slice(1, argv.findIndex((a) => a.endsWith('.js')));
+  const m = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(text);
+  return m ? m[1].split(/\s+/).filter(Boolean) : [];
 }
 
 /** Token names t00000, t00001, ... */
