@@ -1,6 +1,6 @@
 // Runs every bench/*.mjs file (except this one) in turn, each in its own node process, printing
 // their output as it comes and a summary at the end. Exit code 1 if any benchmark failed.
-//   npm run bench      # builds first, then runs this
+//   npm run bench      # builds first, then runs this (bench/soak.mjs too with BENCH_SOAK=1)
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = path.basename(fileURLToPath(import.meta.url));
+// The soak takes 10 minutes: only with BENCH_SOAK=1.
 const files = readdirSync(here)
-  .filter((f) => f.endsWith('.mjs') && f !== self)
+  .filter((f) => f.endsWith('.mjs') && f !== self && (f !== 'soak.mjs' || process.env.BENCH_SOAK === '1'))
   .sort();
 
 const summary = [];

@@ -1,10 +1,11 @@
-import http from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { http } from './util/node-http.js';
 
 /** A small HTTP GET against a running sidecar, over TCP (`http://host:port`) or a unix socket (`unix:/path`). */
 export interface SidecarResponse {
   readonly status: number;
   readonly body: string;
-  readonly headers: http.IncomingHttpHeaders;
+  readonly headers: IncomingHttpHeaders;
 }
 
 /** Default endpoint of a sidecar started with the default `listen`. */

@@ -4,6 +4,7 @@
  */
 import { open } from 'node:fs/promises';
 import { ConfigError, TokendError } from '../errors.js';
+import { readUpTo } from '../util/read-handle.js';
 import type { Config, SecretSource } from './types.js';
 
 /** Largest secret file tokend reads (bytes): 64 KiB, far above any key or token. */
@@ -71,16 +72,10 @@ export async function readSecret(src: SecretSource, field: string): Promise<stri
     if (st.isDirectory()) throw fail('is a directory');
     if (!st.isFile()) throw fail('is not a regular file');
     if (st.size > MAX_SECRET_BYTES) throw fail(`is larger than ${MAX_SECRET_BYTES / 1024} KiB`);
-    // Read one byte past the limit: the file may have grown since fstat.
-    const buf = Buffer.alloc(MAX_SECRET_BYTES + 1);
-    let length = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, length, buf.length - length, null);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-      if (length > MAX_SECRET_BYTES) throw fail(`is larger than ${MAX_SECRET_BYTES / 1024} KiB`);
-    }
-    const value = buf.subarray(0, length).toString('utf8').trimEnd();
+    // Up to one byte past the limit: the file may have grown since fstat.
+    const bytes = await readUpTo(handle, st.size, MAX_SECRET_BYTES);
+    if (bytes.length > MAX_SECRET_BYTES) throw fail(`is larger than ${MAX_SECRET_BYTES / 1024} KiB`);
+    const value = bytes.toString('utf8').trimEnd();
     if (value === '') throw fail('is empty');
     return value;
   } catch (err) {

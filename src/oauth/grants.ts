@@ -172,7 +172,8 @@ async function attempt<T>(
   try {
     const config = await configuration(s, signal, phase, record, presented);
     as = config.serverMetadata();
-    return await limiterFor(s, as).run(() => op(config), { waitMs: cfg.timeoutMs, signal, label: s.label });
+    const limiter = limiterFor(s, as);
+    return await limiter.run(() => op(config), { waitMs: queueWaitMs(limiter, cfg.timeoutMs), signal, label: s.label });
   } catch (err) {
     const e = naming(classifyGrantError(err, cfg.name, phase, { now: s.deps.clock.now(), exchanges: record.exchanges }), presented);
     if (e.retryAfterMs !== undefined && e.reason !== 'idp_paused') limiterFor(s, as).pause(e.retryAfterMs);
@@ -260,6 +261,18 @@ async function clientAuth(s: SourceState, as: client.ServerMetadata, presented: 
 async function readClientSecret(cfg: TokenConfig): Promise<string> {
   if (!cfg.clientSecret) throw configError(cfg, 'clientSecret', `is required for clientAuth: ${cfg.clientAuth}`);
   return readSecret(cfg.clientSecret, fieldOf(cfg, 'clientSecret', cfg.clientSecret));
+}
+
+/**
+ * How long a grant may wait for a limiter slot before it gives up (idp_busy): the time its turn
+ * takes even if every grant ahead of it (those queued, `concurrency` at a time) runs to its full
+ * timeout, plus one timeout. Each grant in flight ends within its own timeout, so only an IdP
+ * that stopped making progress runs it out. (Waiting just one timeout failed every token queued
+ * behind more than ~timeout x grant rate others: 10,000 tokens against a 50 ms IdP logged 48,000
+ * idp_busy failures and spent 54 CPU s instead of ~10 starting up; bench/scale.mjs.)
+ */
+export function queueWaitMs(limiter: Pick<GrantLimiter, 'queued' | 'concurrency'>, timeoutMs: number): number {
+  return timeoutMs * (Math.ceil((limiter.queued + 1) / limiter.concurrency) + 1);
 }
 
 /** The limiter of the IdP serving as (or, before discovery, of the issuer's origin). */

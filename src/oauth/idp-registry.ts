@@ -2,18 +2,18 @@
  * What tokens talking to the same IdP share, so that N tokens are not N times the load:
  * - one discovery per issuer (and settings), single flight, cached for metadataMaxAgeMs and
  *   re-done after a failure or when a grant suggests the endpoints moved;
- * - one bounded keep-alive connection pool per IdP origin (an undici Agent with a `connections`
- *   limit, the dispatcher of undici's own fetch; Node 20's bundled undici cannot be imported);
+ * - one bounded keep-alive connection pool per IdP origin (node's http client with a
+ *   `connections` limit per origin: pooled-fetch.ts, where it says why not undici);
  * - one GrantLimiter per IdP origin (max concurrent grants, Retry-After pauses).
  * The daemon creates one registry and passes it to every token source; without one, sources use
  * a process-wide default (DEFAULT_IDP_CONCURRENCY, system clock).
  */
-import type { Agent } from 'undici';
 import type { ServerMetadata } from 'openid-client';
 import { systemClock, type Clock } from '../clock.js';
 import { raceAbort } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { DEFAULT_IDP_CONCURRENCY, GrantLimiter } from './limiter.js';
+import { createPooledFetch } from './pooled-fetch.js';
 
 /** How long discovered metadata is trusted before it is fetched again (ms): 1 hour. */
 export const METADATA_MAX_AGE_MS = 3_600_000;
@@ -63,26 +63,10 @@ export function createIdpRegistry(opts: IdpRegistryOptions = {}): IdpRegistry {
   const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_IDP_CONCURRENCY));
   const connections = Math.max(1, Math.floor(opts.connections ?? concurrency + 1));
   const limiters = new Map<string, GrantLimiter>();
-  const agents = new Map<string, Agent>();
-  let undici: Promise<typeof import('undici')> | undefined;
-
-  const pooledFetch: typeof fetch = async (input, init) => {
-    // Loaded on first use: undici is large, and `tokend get` never talks to an IdP.
-    undici ??= import('undici');
-    const u = await undici;
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const origin = new URL(url).origin;
-    let agent = agents.get(origin);
-    if (!agent) {
-      agent = new u.Agent({ connections });
-      agents.set(origin, agent);
-    }
-    // undici's fetch and global fetch share the web types but not the declarations.
-    return (await u.fetch(url, { ...(init as object), dispatcher: agent } as never)) as unknown as Response;
-  };
+  const pool = createPooledFetch({ connections });
 
   return {
-    fetch: pooledFetch,
+    fetch: pool.fetch,
     connections,
     limiter(origin) {
       let l = limiters.get(origin);
@@ -94,9 +78,7 @@ export function createIdpRegistry(opts: IdpRegistryOptions = {}): IdpRegistry {
     },
     discovery: createDiscoveryCache(clock, opts.metadataMaxAgeMs ?? METADATA_MAX_AGE_MS),
     async close() {
-      const closing = [...agents.values()].map((a) => a.close().catch(() => undefined));
-      agents.clear();
-      await Promise.all(closing);
+      pool.close();
     },
   };
 }

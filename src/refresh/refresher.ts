@@ -112,7 +112,18 @@ export class Refresher implements TokenHandle {
     this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
     this.maxCallerWaitMs = deps.maxCallerWaitMs ?? 15_000;
     this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
-    this.jitter = deps.jitter ?? ((t) => tokenJitter(t.accessToken));
+    // Computed once per token, not on every tick (a SHA-256 per token every 15 s was most of the
+    // idle CPU at 10,000 tokens).
+    const jitterOf = deps.jitter ?? ((t: AccessToken) => tokenJitter(t.accessToken));
+    let jitterFor: AccessToken | undefined;
+    let jitter = 0;
+    this.jitter = (t) => {
+      if (t !== jitterFor) {
+        jitterFor = t;
+        jitter = jitterOf(t);
+      }
+      return jitter;
+    };
     this.held = new HeldToken(this.name, deps.clock, deps.logger, deps.listeners ?? []);
     this.timer = new AttemptTimer(deps.clock, () => void this.refresh(0));
     this.coordinator = new Coordinator({

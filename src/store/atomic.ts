@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { readUpTo } from '../util/read-handle.js';
 
 /**
  * Small filesystem primitives for the file store: atomic replace (temp file in the same
@@ -108,16 +109,10 @@ export async function readFileLimited(path: string, maxBytes: number, ownerUid?:
     // has not written yet: only files of tokend's own user are believed.
     if (ownerUid !== undefined && st.uid !== ownerUid) return { kind: 'invalid', reason: "is not owned by tokend's user" };
     if (st.size > maxBytes) return { kind: 'invalid', reason: `is larger than ${maxBytes} bytes` };
-    // Read one byte past the limit: the file may have grown since fstat.
-    const buf = Buffer.alloc(maxBytes + 1);
-    let total = 0;
-    while (total < buf.length) {
-      const { bytesRead } = await fh.read(buf, total, buf.length - total, total);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-    }
-    if (total > maxBytes) return { kind: 'invalid', reason: `is larger than ${maxBytes} bytes` };
-    return { kind: 'ok', data: buf.subarray(0, total) };
+    // Up to one byte past the limit: the file may have grown since fstat.
+    const data = await readUpTo(fh, st.size, maxBytes);
+    if (data.length > maxBytes) return { kind: 'invalid', reason: `is larger than ${maxBytes} bytes` };
+    return { kind: 'ok', data };
   } finally {
     await fh.close();
   }

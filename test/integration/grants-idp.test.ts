@@ -285,6 +285,31 @@ describe('no stampede', () => {
       }
     });
 
+    it('a grant queued behind others longer than its own timeout still runs when its turn comes (no idp_busy while the IdP progresses)', async () => {
+      // The limiter's waits run on the fake clock; the grants themselves on real time (5 s timeout).
+      const clock = new FakeClock();
+      const registry = createIdpRegistry({ concurrency: 1, clock });
+      const gate = server.hold();
+      try {
+        const pending = sources(3, registry).map((s) =>
+          s.obtain(undefined).then(
+            () => 'ok',
+            (e: unknown) => (e as TokendError).reason ?? 'failed',
+          ),
+        );
+        const limiter = registry.limiter(new URL(server.url).origin);
+        await until(() => gate.waiting() === 1 && limiter.queued === 2, '1 grant at the server, 2 queued');
+        // Longer than one grant timeout: the queued grants are behind, not failing.
+        await clock.advance(8_000);
+        expect(limiter.queued).toBe(2);
+        gate.release();
+        expect(await Promise.all(pending)).toEqual(['ok', 'ok', 'ok']);
+      } finally {
+        gate.release();
+        await registry.close();
+      }
+    });
+
     it('a 429 with Retry-After pauses every token of that IdP until it has passed', async () => {
       const clock = new FakeClock();
       const registry = createIdpRegistry({ clock });

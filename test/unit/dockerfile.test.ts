@@ -241,6 +241,23 @@ describe('Dockerfile', () => {
     expect(env(runtime).TOKEND_CONFIG).toBe('/etc/tokend/config.yaml');
   });
 
+  it('sizes V8 for a sidecar in NODE_OPTIONS (docs/performance.md): a 1 MiB young generation and a heap limit, flags node accepts there', async () => {
+    // Not via env(): its whitespace split cannot read a quoted value.
+    const m = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+    expect(m, 'ENV NODE_OPTIONS="..." in the Dockerfile').not.toBeNull();
+    const flags = (m![1] as string).split(/\s+/);
+    const value = (name: string): number => Number(flags.find((f) => f.startsWith(`${name}=`))?.slice(name.length + 1));
+    expect(value('--max-semi-space-size')).toBe(1);
+    // Room for 10,000 tokens (~100 MiB live heap, bench/scale.mjs), bounded all the same.
+    expect(value('--max-old-space-size')).toBeGreaterThanOrEqual(200);
+    expect(value('--max-old-space-size')).toBeLessThanOrEqual(512);
+    // A flag NODE_OPTIONS does not allow, or a misspelt one, makes node exit with an error.
+    const { stdout } = await run(process.execPath, ['-e', 'process.stdout.write(String(require("v8").getHeapStatistics().heap_size_limit))'], {
+      env: { ...process.env, NODE_OPTIONS: m![1] },
+    });
+    expect(Number(stdout)).toBeLessThan(512 * 1024 * 1024);
+  });
+
   it('runs a command the built CLI has', async () => {
     const cmd = execForm(runtime, 'CMD');
     expect(topHelp).toMatch(new RegExp(`^\\s+${cmd[0]}\\b`, 'm'));
