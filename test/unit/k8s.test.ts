@@ -30,7 +30,9 @@ const DOCKERFILE = dockerfileFacts();
  * variant runs inside the same container, so it counts against its memory limit. MiB. (Each RSS
  * includes ~60 MiB of shared node binary pages, so adding two of them overestimates: on purpose.)
  */
-const MEASURED = { daemonSteadyRssMiB: 110, daemonPeakRssMiB: 131, probeRssMiB: 100 };
+// docs/performance.md, Node 24 with the image's V8 flags: steady 91-93 MiB, highest 112 MiB (Redis
+// soak); an exec probe process peaks at 54 MiB.
+const MEASURED = { daemonSteadyRssMiB: 93, daemonPeakRssMiB: 112, probeRssMiB: 54 };
 
 // ---------------------------------------------------------------------------------------------
 
