@@ -47,6 +47,8 @@ export interface Chain {
   storeLacks(state: StoredState): boolean;
   /** The chain was revoked: forget the current token, never present it again. */
   revoke(): void;
+  /** rt belongs to a chain a new seed replaced: never present it, and let a write-back replace it. */
+  abandon(rt: string): void;
 }
 
 /** The chain of grants that present no refresh token. */
@@ -61,6 +63,7 @@ export const NO_CHAIN: Chain = Object.freeze({
   isConsumed: () => false,
   storeLacks: () => false,
   revoke: () => undefined,
+  abandon: () => undefined,
 });
 
 /** The chain for a configured token: a refresh-token chain for grant refresh_token, else NO_CHAIN. */
@@ -154,6 +157,10 @@ export class RefreshTokenChain implements Chain {
   revoke(): void {
     if (this.rt !== undefined) this.markConsumed(this.rt);
     this.rt = undefined;
+  }
+
+  abandon(rt: string): void {
+    this.markConsumed(rt);
   }
 
   /** Remembers (a hash of) a token that must never be presented again; keeps the newest CONSUMED_MEMORY. */

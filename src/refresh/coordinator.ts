@@ -8,7 +8,7 @@ import { sha256Hex } from '../util/hash.js';
 import { linkSignals } from '../util/abort.js';
 import type { Chain, Pick } from './chain.js';
 import { localRefusal } from './chain.js';
-import type { Credentials } from './credentials.js';
+import { readCredentials, type Credentials } from './credentials.js';
 import { decideWhenStoreDown, refreshDueAt } from './policy.js';
 import { PendingWrite } from './write-back.js';
 
@@ -139,10 +139,11 @@ export class Coordinator {
     }
   }
 
-  private async underLease(lease: Lease, ctx: AttemptContext): Promise<Obtained> {
+  private async underLease(lease: Lease, attempt: AttemptContext): Promise<Obtained> {
     const { store, chain, name, log } = this.d;
     log.debug({ event: EVENTS.leaseAcquired, fence: lease.fence }, 'refresh lease acquired');
     let state = await store.load(name);
+    const ctx = await this.freshCredentials(state, attempt);
     chain.observe(state, ctx.creds.seedHash);
     if (this.canAdopt(state, want(ctx), true)) return { token: state.access, origin: 'adopted' };
     if (this.revokedFor(state, ctx.creds.seedHash)) {
@@ -159,7 +160,12 @@ export class Coordinator {
       pick = chain.pick(state.revoked ? {} : state, ctx.creds);
       if (pick.rt !== undefined && this.inDoubt(state, pick.rt)) throw this.reportInDoubt(state);
     }
-    if (pick.seedWon) log.info({ event: EVENTS.seedChanged }, 'refresh-token seed changed: using the new seed');
+    if (pick.seedWon) {
+      log.info({ event: EVENTS.seedChanged }, 'refresh-token seed changed: using the new seed');
+      // The old chain is over for this process: its token is never presented, and a write-back of
+      // the new chain may replace it.
+      if (state.refreshToken !== undefined) chain.abandon(state.refreshToken);
+    }
     if (pick.rt !== undefined) await this.recordIntent(lease, pick.rt);
     const result = await this.grant(lease, pick);
     chain.rotated(pick.rt, result.refreshToken, pick.seedHash);
@@ -200,6 +206,18 @@ export class Coordinator {
       }
       throw err;
     }
+  }
+
+  /**
+   * The stored chain descends from another seed than the one this attempt read: either this
+   * process has a new seed, or the seed file changed after the attempt read it and another process
+   * has already started the new chain. Reading the seed again, under the lease, tells which: a
+   * stale read must never make this process present the old seed (long consumed).
+   */
+  private async freshCredentials(state: StoredState, ctx: AttemptContext): Promise<AttemptContext> {
+    const stored = state.seedHash;
+    if (!this.d.chain.presents || stored === undefined || ctx.creds.seedHash === undefined || stored === ctx.creds.seedHash) return ctx;
+    return { ...ctx, creds: await readCredentials(this.d.source, true, ctx.creds.seedHash) };
   }
 
   /** Runs the grant; an answer refused after the IdP rotated still gets its refresh token stored. */

@@ -48,5 +48,5 @@ describe('replicas sharing Redis: the lease holder dies mid-grant', () => {
     await f.allReady(30_000);
     await f.everyReplicaServes(3_000);
     expect(f.invalidGrants()).toBe(0);
-  });
+  }, 90_000);
 });

@@ -147,6 +147,53 @@ describe('the intent after a failed refresh_token grant', () => {
   });
 });
 
+describe('a new seed mounted on a fleet', () => {
+  it('a replica that read the seed file before it changed never presents the old seed over the chain another replica started', async () => {
+    const { clock, idp, a, b } = fleet();
+    await a.r.start();
+    await b.r.start();
+    expect(idp.presented).toEqual(['seed-1']);
+    // The operator mounts seed-2; a picks it up first and starts the new chain.
+    idp.seed = 'seed-2';
+    a.r.reconcile();
+    await clock.flush();
+    expect(idp.presented).toEqual(['seed-1', 'seed-2']);
+    // b's next attempt read the seed file a moment before it changed (stale: seed-1).
+    const realRead = idp.readSeed.bind(idp);
+    let stale = true;
+    idp.readSeed = async () => {
+      if (stale) {
+        stale = false;
+        return 'seed-1';
+      }
+      return realRead();
+    };
+    await b.r.ensureFresh(2 * MINUTE);
+    expect(idp.presented.filter((rt) => rt === 'seed-1')).toHaveLength(1);
+    expect(idp.reuses).toBe(0);
+    expect(b.r.status().ready).toBe(true);
+  });
+
+  it('a holder whose lease lapsed while it started the new chain writes it back over the old one', async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore({ clock });
+    const idp = new FakeSource({ clock, lifetimeMs: MINUTE, rotate: true, seed: 'seed-1' });
+    const { r } = refresher(store, idp, clock, { grant: 'refresh_token' });
+    await r.start();
+    idp.seed = 'seed-2';
+    store.fail('commit');
+    store.fail('writeBack');
+    r.reconcile();
+    await clock.flush();
+    expect(idp.presented).toEqual(['seed-1', 'seed-2']);
+    expect(store.stored(NAME).refreshToken).toBe('rt-1'); // the old chain, not yet replaced
+    store.heal();
+    r.reconcile();
+    await clock.flush();
+    expect(store.stored(NAME)).toMatchObject({ refreshToken: 'rt-2', seedHash: sha256Hex('seed-2') });
+  });
+});
+
 describe('an expired token is never served: clock steps', () => {
   it('a wall clock stepped back an hour neither stretches the token nor delays its refresh', async () => {
     const clock = new FakeClock();
