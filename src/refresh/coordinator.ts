@@ -1,4 +1,4 @@
-import { sleep, type Clock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { hasCode, TokendError } from '../errors.js';
 import { errorSummary, EVENTS, type Logger } from '../log.js';
 import type { TokenSource } from '../oauth/source.js';
@@ -10,6 +10,8 @@ import type { Chain, Pick } from './chain.js';
 import { localRefusal } from './chain.js';
 import { readCredentials, type Credentials } from './credentials.js';
 import { decideWhenStoreDown, refreshDueAt } from './policy.js';
+import { ChangeWaiter } from './change-waiter.js';
+import { consumedNothing, inDoubt, intentKey } from './intent.js';
 import { PendingWrite } from './write-back.js';
 
 /** Lease attempts in one refresh before counting it as failed (the holder's lease lapsed without a commit). */
@@ -77,7 +79,7 @@ export interface CoordinatorDeps {
 export class Coordinator {
   private readonly d: CoordinatorDeps;
   private readonly writeBackWaitMs: number;
-  private readonly waiters = new Set<() => void>();
+  private readonly changes: ChangeWaiter;
   /** A write the store has not confirmed (a rotation above all): retried until it lands or is superseded. */
   private readonly pending: PendingWrite;
   /** The intent already reported as in doubt (holder and time), so it is logged once. */
@@ -86,6 +88,7 @@ export class Coordinator {
   constructor(deps: CoordinatorDeps) {
     this.d = deps;
     this.writeBackWaitMs = deps.writeBackWaitMs ?? 5_000;
+    this.changes = new ChangeWaiter(deps.clock, deps.stopSignal);
     this.pending = new PendingWrite({ name: deps.name, store: deps.store, chain: deps.chain, clock: deps.clock, log: deps.log, random: deps.random, stopSignal: deps.stopSignal });
   }
 
@@ -96,8 +99,7 @@ export class Coordinator {
 
   /** Wakes every attempt waiting for another process's commit (call on every watch notification). */
   notified(): void {
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
+    this.changes.wakeAll();
     void this.pending.flush();
   }
 
@@ -121,7 +123,7 @@ export class Coordinator {
         return this.whenStoreDown(new TokendError('STORE_UNAVAILABLE', `token ${this.d.name}: the refresh lease is held by something tokend does not trust`));
       }
       // Another replica is refreshing: wait for its commit (or its lease to lapse), then adopt.
-      await this.waitForChange(outcome.holderTtlMs + LEASE_LAPSE_SLACK_MS);
+      await this.changes.wait(outcome.holderTtlMs + LEASE_LAPSE_SLACK_MS);
       let state: StoredState;
       try {
         state = await this.d.store.load(this.d.name);
@@ -152,13 +154,13 @@ export class Coordinator {
       chain.revoke();
     }
     let pick = chain.pick(state.revoked ? {} : state, ctx.creds);
-    if (pick.rt !== undefined && this.inDoubt(state, pick.rt)) {
+    if (pick.rt !== undefined && inDoubt(state, pick.rt, store.holderId)) {
       // Waited for this intent's holder once already: do not hold the lease waiting again.
       if (this.reportedIntent === intentKey(state)) throw this.reportInDoubt(state);
       state = await this.awaitHolder(state, ctx);
       if (this.canAdopt(state, want(ctx), true)) return { token: state.access, origin: 'adopted' };
       pick = chain.pick(state.revoked ? {} : state, ctx.creds);
-      if (pick.rt !== undefined && this.inDoubt(state, pick.rt)) throw this.reportInDoubt(state);
+      if (pick.rt !== undefined && inDoubt(state, pick.rt, store.holderId)) throw this.reportInDoubt(state);
     }
     if (pick.seedWon) {
       log.info({ event: EVENTS.seedChanged }, 'refresh-token seed changed: using the new seed');
@@ -327,14 +329,7 @@ export class Coordinator {
   /** Cancels the retry timer and wakes every waiter (the refresher is stopping). */
   stop(): void {
     this.pending.stop();
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
-  }
-
-  /** Another process recorded an intent on rt and has not committed its result. */
-  private inDoubt(state: StoredState, rt: string): boolean {
-    const intent = state.intent;
-    return intent !== undefined && intent.holder !== this.d.store.holderId && intent.presented === sha256Hex(rt);
+    this.changes.wakeAll();
   }
 
   /** Waits (bounded) for the holder of an intent to write its result back; returns the state then. */
@@ -342,7 +337,7 @@ export class Coordinator {
     const deadline = this.d.clock.monotonic() + this.writeBackWaitMs;
     let current = state;
     while (this.d.clock.monotonic() < deadline) {
-      await this.waitForChange(deadline - this.d.clock.monotonic());
+      await this.changes.wait(deadline - this.d.clock.monotonic());
       current = await this.d.store.load(this.d.name);
       this.d.chain.observe(current, ctx.creds.seedHash);
       if (current.refreshToken !== state.refreshToken || current.intent === undefined) break;
@@ -365,46 +360,6 @@ export class Coordinator {
     });
   }
 
-  /** Resolves on the next watch notification or after ms; rejects when stopped. */
-  private waitForChange(ms: number): Promise<void> {
-    const signal = this.d.stopSignal;
-    return new Promise<void>((resolve, reject) => {
-      if (signal.aborted) return reject(signal.reason);
-      const timer = new AbortController();
-      const done = (): void => {
-        this.waiters.delete(wake);
-        signal.removeEventListener('abort', onAbort);
-        timer.abort();
-      };
-      const wake = (): void => {
-        done();
-        resolve();
-      };
-      const onAbort = (): void => {
-        done();
-        reject(signal.reason);
-      };
-      this.waiters.add(wake);
-      signal.addEventListener('abort', onAbort, { once: true });
-      sleep(this.d.clock, Math.max(0, ms), timer.signal).then(wake, () => undefined);
-    });
-  }
-}
-
-/**
- * True when a failed grant certainly consumed nothing: the IdP answered with an error (an HTTP
- * status), or the request was never sent (a setting or secret file unusable, an assertion file
- * expired, the IdP's limiter said wait). A timeout or a cut connection may have been processed.
- */
-function consumedNothing(err: unknown): boolean {
-  if (hasCode(err, 'CONFIG_INVALID')) return true;
-  if (!hasCode(err, 'GRANT_PERMANENT', 'GRANT_TRANSIENT')) return false;
-  if (err.status !== undefined) return true;
-  return err.reason !== undefined && /(_expired|_unavailable)$|^idp_(paused|busy)$/.test(err.reason);
-}
-
-function intentKey(state: StoredState): string {
-  return `${state.intent?.holder}|${state.intent?.at}`;
 }
 
 function revokedError(name: string): TokendError {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { open, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +9,7 @@ import { decodeStateDoc } from '../../src/store/codec.js';
 import { FileStore } from '../../src/store/file.js';
 import type { AccessToken } from '../../src/token.js';
 import { sha256Hex } from '../../src/util/hash.js';
+import { fill } from '../support/tmpfs.js';
 
 // Issue 9.3: with the state directory on a full filesystem, no refresh_token grant may happen,
 // because the state write that would follow it cannot succeed. The store's part: recordIntent
@@ -26,25 +27,6 @@ function token(accessToken: string, lifetimeMs: number): AccessToken {
   return { accessToken, tokenType: 'Bearer', expiresAt: now + lifetimeMs, obtainedAt: now };
 }
 
-/** Appends to path until the filesystem answers ENOSPC. */
-async function fill(path: string): Promise<void> {
-  const fh = await open(path, 'w');
-  try {
-    for (const size of [64 * 1024, 4 * 1024, 512, 1]) {
-      const chunk = Buffer.alloc(size, 0x61);
-      for (;;) {
-        try {
-          await fh.write(chunk);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-          throw err;
-        }
-      }
-    }
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
-}
 
 beforeAll(async () => {
   mnt = await mkdtemp(join(tmpdir(), 'tokend-diskfull-'));
