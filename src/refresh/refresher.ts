@@ -1,107 +1,51 @@
-import type { Clock } from '../clock.js';
-import type { TokenConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';
-import { errorSummary, EVENTS, type Logger } from '../log.js';
-import type { TokenSource } from '../oauth/source.js';
-import type { StoredState, TokenStore } from '../store/store.js';
+import { errorSummary, EVENTS } from '../log.js';
+import type { StoredState } from '../store/store.js';
 import { isUsable, remainingMs, sameGrant, type AccessToken } from '../token.js';
-import { linkSignals, raceAbort } from '../util/abort.js';
+import { raceAbort } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
-import { AttemptTimer } from './attempt-timer.js';
-import { Backoff, type RetryBounds } from './backoff.js';
 import { HeldToken } from './held-token.js';
 import { chainFor, type Chain } from './chain.js';
 import { Coordinator, type Obtained } from './coordinator.js';
 import { readCredentials, type Credentials } from './credentials.js';
-import type { RefreshObserver, RefreshResult, TokenHandle, TokenListener, TokenStatus } from './handle.js';
-import { grantKeyOf, msUntilRefresh, permanentReason, tokenJitter } from './policy.js';
+import type { RefreshResult, TokenHandle, TokenStatus } from './handle.js';
+import { grantKeyOf, tokenJitter } from './policy.js';
+import { CallerGate } from './caller-gate.js';
+import { Failures } from './failures.js';
+import type { RefresherDeps } from './refresher-deps.js';
+import { RefreshSchedule } from './schedule.js';
 import { revokeToken } from './revocation.js';
-
-/** Dependencies of a {@link Refresher}. Durations in ms. */
-export interface RefresherDeps {
-  readonly config: TokenConfig;
-  /**
-   * The grant. When it implements credentialFingerprint(), a permanent failure is retried as soon
-   * as the fingerprint changes (a new Kubernetes Secret); otherwise only the seed is watched.
-   */
-  readonly source: TokenSource;
-  readonly store: TokenStore;
-  readonly clock: Clock;
-  /** Uniform random in [0, 1), for backoff. */
-  readonly random: () => number;
-  /** Already a child logger bound to `{ token: name }`. */
-  readonly logger: Logger;
-  readonly observer?: RefreshObserver | undefined;
-  /** Told about every new token held (outputs, notifications). */
-  readonly listeners?: readonly TokenListener[] | undefined;
-  /** Refreshes forced by a caller (min_ttl, an upstream's 401) happen at most once per this interval while a valid token is held. Default 5 000. */
-  readonly minForcedRefreshIntervalMs?: number | undefined;
-  /** Retry bounds (see backoff.ts). */
-  readonly backoff?: Partial<RetryBounds> | undefined;
-  /**
-   * Refresh jitter in [0, 1) for a token. Default tokenJitter: derived from the token, so replicas
-   * holding the same token aim at the same moment, one takes the lease and the rest adopt.
-   */
-  readonly jitter?: ((token: AccessToken) => number) | undefined;
-  /** See CoordinatorDeps.writeBackWaitMs. */
-  readonly writeBackWaitMs?: number | undefined;
-  /** Longest a caller (min_ttl, an upstream's 401) waits for an attempt, in ms. Default 15 000. */
-  readonly maxCallerWaitMs?: number | undefined;
-}
-
-/** While no valid token exists, a caller may trigger an attempt at most this often (ms). */
-const MIN_ON_DEMAND_INTERVAL_MS = 1_000;
-
-interface PermanentFailure {
-  readonly reason: string;
-  /** Credentials fingerprint when it failed; a different one means "try again". */
-  readonly fingerprint: string;
-}
 
 /**
  * Keeps one token fresh: loads it, refreshes it ahead of expiry (jittered), retries with backoff
- * and serves it from memory. How a token is obtained, adopted and committed is the Coordinator's;
- * which refresh token to present is the Chain's. What remains here: schedule, single flight,
- * backoff and serving.
+ * and serves it from memory. What remains here is the lifecycle and the single flight; the parts
+ * are the Coordinator (how a token is obtained, adopted, committed), the Chain (which refresh token
+ * to present), HeldToken (what is served), RefreshSchedule (when), CallerGate (what callers may
+ * start, how long they wait), Failures (backoff, permanent failure) and the pure policy.
  *
  * Invariants: at most one attempt in flight (timer, reconcile and callers share it); an expired
  * token is never handed out; a permanent failure stops retries until the credentials change.
- *
- * Longer than the house's ~400 lines on purpose: it is the TokenHandle, and every path into it
- * (timer, tick, store notification, callers) must share one single flight and one state. Its
- * parts live in their own modules: HeldToken (what is served), AttemptTimer, Chain, Coordinator,
- * PendingWrite, Backoff and the pure policy.
  */
 export class Refresher implements TokenHandle {
   readonly name: string;
   private readonly d: RefresherDeps;
   private readonly chain: Chain;
   private readonly coordinator: Coordinator;
-  private readonly backoff: Backoff;
-  private readonly jitter: (token: AccessToken) => number;
-  private readonly minForcedIntervalMs: number;
-  private readonly maxCallerWaitMs: number;
+  private readonly failures: Failures;
+  private readonly gate: CallerGate;
   private readonly grantKey: string;
   private readonly abort = new AbortController();
-  private readonly attempts = new SingleFlight<'attempt', void>();
-
+  /** At most one attempt and one reconcile in flight. */
+  private readonly flights = new SingleFlight<'attempt' | 'reconcile', void>();
   private readonly held: HeldToken;
-  private readonly timer: AttemptTimer;
+  private readonly schedule: RefreshSchedule;
   /** sha256 of the seed as last read. */
   private seedHash: string | undefined;
-  /** No attempt before this monotonic time (the IdP's Retry-After). */
-  private notBefore = Number.NEGATIVE_INFINITY;
-  private lastForcedAt = Number.NEGATIVE_INFINITY;
-  private attemptStartedAt = 0;
-  private permanent: PermanentFailure | undefined;
-  /** The last failed attempt's message, until one succeeds. */
-  private lastError: string | undefined;
   private started = false;
   /** Set while start() reads the stored state: callers wait for it rather than grant. */
   private loading: Promise<boolean> | undefined;
   private stopped = false;
   private revoked = false;
-  private reconciling = false;
   private unwatch: (() => void) | undefined;
 
   constructor(deps: RefresherDeps) {
@@ -109,23 +53,16 @@ export class Refresher implements TokenHandle {
     this.name = deps.config.name;
     this.chain = chainFor(deps.config);
     this.grantKey = grantKeyOf(deps.config);
-    this.minForcedIntervalMs = deps.minForcedRefreshIntervalMs ?? 5_000;
-    this.maxCallerWaitMs = deps.maxCallerWaitMs ?? 15_000;
-    this.backoff = new Backoff({ ...deps.backoff, random: deps.random });
-    // Computed once per token, not on every tick (a SHA-256 per token every 15 s was most of the
-    // idle CPU at 10,000 tokens).
-    const jitterOf = deps.jitter ?? ((t: AccessToken) => tokenJitter(t.accessToken));
-    let jitterFor: AccessToken | undefined;
-    let jitter = 0;
-    this.jitter = (t) => {
-      if (t !== jitterFor) {
-        jitterFor = t;
-        jitter = jitterOf(t);
-      }
-      return jitter;
-    };
+    this.gate = new CallerGate(deps.clock, deps.minForcedRefreshIntervalMs ?? 5_000, deps.maxCallerWaitMs ?? 15_000);
+    this.failures = new Failures(deps.logger, { ...deps.backoff, random: deps.random });
     this.held = new HeldToken(this.name, deps.clock, deps.logger, deps.listeners ?? []);
-    this.timer = new AttemptTimer(deps.clock, () => void this.refresh(0));
+    this.schedule = new RefreshSchedule({
+      clock: deps.clock,
+      refreshAt: deps.config.refreshAt,
+      jitterOf: deps.jitter ?? ((t) => tokenJitter(t.accessToken)),
+      fire: () => void this.refresh(0),
+      live: () => !this.stopped && !this.revoked,
+    });
     this.coordinator = new Coordinator({
       name: this.name,
       store: deps.store,
@@ -186,7 +123,7 @@ export class Refresher implements TokenHandle {
       this.held.publish(state.access, 'loaded', this.d.clock.now());
       // A new seed means a new credential: refresh with it now, serving the stored token meanwhile.
       if (!seedChanged) {
-        this.scheduleRefreshOf(state.access);
+        this.schedule.refreshOf(state.access);
         return false;
       }
     }
@@ -197,13 +134,13 @@ export class Refresher implements TokenHandle {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.timer.cancel();
+    this.schedule.cancel();
     this.held.close();
     this.unwatch?.();
     this.unwatch = undefined;
     this.abort.abort(new TokendError('TOKEN_UNAVAILABLE', `token ${this.name}: refresher stopped`));
     this.coordinator.stop();
-    await this.attempts.current('attempt')?.catch(() => undefined);
+    await this.flights.current('attempt')?.catch(() => undefined);
     // A rotation the store has not confirmed gets one last try before the process goes.
     await this.coordinator.flush();
   }
@@ -214,13 +151,10 @@ export class Refresher implements TokenHandle {
    * or, after a permanent failure, changed credentials.
    */
   reconcile(): void {
-    if (!this.started || this.stopped || this.revoked || this.reconciling) return;
-    this.reconciling = true;
-    this.reconcileNow()
-      .catch((err: unknown) => this.d.logger.warn({ event: EVENTS.refreshFailed, error: errorSummary(err) }, 'reconcile failed'))
-      .finally(() => {
-        this.reconciling = false;
-      });
+    if (!this.started || this.stopped || this.revoked) return;
+    void this.flights.run('reconcile', () =>
+      this.reconcileNow().catch((err: unknown) => this.d.logger.warn({ event: EVENTS.refreshFailed, error: errorSummary(err) }, 'reconcile failed')),
+    );
   }
 
   /**
@@ -230,10 +164,10 @@ export class Refresher implements TokenHandle {
    */
   tick(): void {
     if (!this.started || this.stopped || this.revoked) return;
-    if (this.permanent) return this.reconcile();
+    if (this.failures.permanent) return this.reconcile();
     this.current();
     if (this.coordinator.hasPendingWrite) void this.coordinator.flush();
-    if (this.attempts.current('attempt') === undefined && this.isOverdue()) void this.refresh(0);
+    if (this.flights.current('attempt') === undefined && this.schedule.isOverdue(this.held.latest)) void this.refresh(0);
   }
 
   private async reconcileNow(): Promise<void> {
@@ -246,28 +180,28 @@ export class Refresher implements TokenHandle {
       this.seedHash = creds.seedHash;
       return this.retryNow();
     }
-    if (this.permanent) {
-      if (creds.fingerprint !== this.permanent.fingerprint) {
+    if (this.failures.permanent) {
+      if (creds.fingerprint !== this.failures.permanent.fingerprint) {
         this.d.logger.info({ event: EVENTS.seedChanged }, 'credentials changed after a permanent failure: trying again');
         this.retryNow();
       }
       return;
     }
-    if (this.attempts.current('attempt')) return;
-    if (this.isOverdue()) void this.refresh(0);
+    if (this.flights.current('attempt')) return;
+    if (this.schedule.isOverdue(this.held.latest)) void this.refresh(0);
   }
 
   /** RFC 7009 revocation of the refresh and access tokens, then removal of the stored copies (see revocation.ts). */
   async revoke(): Promise<void> {
-    await this.attempts.current('attempt')?.catch(() => undefined);
+    await this.flights.current('attempt')?.catch(() => undefined);
     this.revoked = true;
-    this.timer.cancel();
+    this.schedule.cancel();
     const held = this.held.latest;
     try {
       await revokeToken({ name: this.name, store: this.d.store, source: this.d.source, chain: this.chain, held, clock: this.d.clock, log: this.d.logger, signal: this.abort.signal });
     } catch (err) {
       this.revoked = false;
-      if (this.started && !this.stopped && held !== undefined && !this.permanent) this.scheduleRefreshOf(held);
+      if (this.started && !this.stopped && held !== undefined && !this.failures.permanent) this.schedule.refreshOf(held);
       throw err;
     }
     this.held.drop();
@@ -295,32 +229,14 @@ export class Refresher implements TokenHandle {
       await raceAbort(this.loading, signal);
       return this.ensureFresh(minTtlMs, signal);
     }
-    const pending = this.attempts.current('attempt') ?? (this.mayForce(t) ? this.refresh(Math.max(0, minTtlMs)) : undefined);
-    if (pending !== undefined) await this.waitBounded(pending, signal);
+    const pending = this.flights.current('attempt') ?? (this.mayForce(t) ? this.refresh(Math.max(0, minTtlMs)) : undefined);
+    if (pending !== undefined) await this.gate.wait(pending, signal);
     return this.orUnavailable(this.current());
-  }
-
-  /**
-   * Waits for an attempt on a caller's behalf, at most maxCallerWaitMs: an attempt may wait for
-   * another replica's lease or a slow IdP far longer than a caller should hang. The attempt goes on.
-   */
-  private async waitBounded(pending: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
-    const bound = new AbortController();
-    const timer = this.d.clock.setTimer(() => bound.abort(), this.maxCallerWaitMs);
-    const linked = linkSignals(signal, bound.signal);
-    try {
-      await raceAbort(pending, linked.signal);
-    } catch (err) {
-      if (!bound.signal.aborted || signal?.aborted) throw err;
-    } finally {
-      timer.cancel();
-      linked.dispose();
-    }
   }
 
   /** See TokenHandle.wake. */
   wake(): void {
-    if (this.current() !== undefined || this.attempts.current('attempt') !== undefined) return;
+    if (this.current() !== undefined || this.flights.current('attempt') !== undefined) return;
     if (this.mayForce(undefined)) void this.refresh(0);
   }
 
@@ -328,8 +244,8 @@ export class Refresher implements TokenHandle {
   async refreshAfterRejection(rejected: AccessToken, signal?: AbortSignal): Promise<AccessToken> {
     const t = this.current();
     if (t !== undefined && t.accessToken !== rejected.accessToken) return t;
-    const pending = this.attempts.current('attempt') ?? (this.mayForce(undefined) ? this.refresh(Number.MAX_SAFE_INTEGER) : undefined);
-    if (pending !== undefined) await this.waitBounded(pending, signal);
+    const pending = this.flights.current('attempt') ?? (this.mayForce(undefined) ? this.refresh(Number.MAX_SAFE_INTEGER) : undefined);
+    if (pending !== undefined) await this.gate.wait(pending, signal);
     const next = this.current();
     return this.orUnavailable(next !== undefined && next.accessToken !== rejected.accessToken ? next : undefined);
   }
@@ -337,27 +253,27 @@ export class Refresher implements TokenHandle {
   /** Runs a refresh now if the held token is already due (a one-shot run must not hand over a token about to be replaced). */
   async refreshIfDue(): Promise<void> {
     const t = this.current();
-    if (t === undefined || msUntilRefresh(t, this.d.clock, { refreshAt: this.d.config.refreshAt, random: this.jitter(t) }) > 0) return;
+    if (t === undefined || this.schedule.msUntilDue(t) > 0) return;
     await this.refresh(0);
   }
 
   /** Ready iff a valid token is held and no permanent failure is pending. */
   status(): TokenStatus {
     const t = this.current();
-    if (this.permanent) return { name: this.name, ready: false, reason: this.permanent.reason, expiresAt: t?.expiresAt };
+    if (this.failures.permanent) return { name: this.name, ready: false, reason: this.failures.permanent.reason, expiresAt: t?.expiresAt };
     if (t !== undefined) return { name: this.name, ready: true, expiresAt: t.expiresAt };
     let reason = 'not yet acquired';
     if (this.revoked) reason = 'revoked';
     else if (this.held.latest !== undefined) reason = 'expired';
     else if (this.stopped) reason = 'stopped';
-    return { name: this.name, ready: false, reason, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
+    return { name: this.name, ready: false, reason, ...(this.failures.lastError !== undefined ? { lastError: this.failures.lastError } : {}) };
   }
 
   /** ms until the next scheduled attempt, at least 1 000; the backoff maximum when nothing is scheduled. */
   retryAfterMs(): number {
-    if (this.attempts.current('attempt')) return 1_000;
-    const next = this.timer.msUntil();
-    if (next === undefined) return Math.max(1_000, this.backoff.bounds.maxMs);
+    if (this.flights.current('attempt')) return 1_000;
+    const next = this.schedule.msUntil();
+    if (next === undefined) return Math.max(1_000, this.failures.bounds.maxMs);
     return Math.max(1_000, Math.ceil(next));
   }
 
@@ -365,34 +281,26 @@ export class Refresher implements TokenHandle {
 
   /** May a caller start an attempt now (rate limits, Retry-After, no permanent failure)? Records it. */
   private mayForce(held: AccessToken | undefined): boolean {
-    if (this.stopped || this.revoked || this.permanent !== undefined || !this.started) return false;
-    const now = this.d.clock.monotonic();
-    if (now < this.notBefore) return false;
-    const interval = held === undefined ? MIN_ON_DEMAND_INTERVAL_MS : this.minForcedIntervalMs;
-    if (now - this.lastForcedAt < interval) return false;
-    this.lastForcedAt = now;
-    return true;
+    if (this.stopped || this.revoked || this.failures.permanent !== undefined || !this.started) return false;
+    return this.gate.allow(held !== undefined);
   }
 
   /** Starts an attempt, or joins the one in flight. Never rejects. */
   private refresh(needTtlMs: number): Promise<void> {
-    return this.attempts.run('attempt', () => this.attempt(needTtlMs));
+    return this.flights.run('attempt', () => this.attempt(needTtlMs));
   }
 
   private async attempt(needTtlMs: number): Promise<void> {
-    this.timer.cancel();
-    if (this.stopped || this.revoked || this.permanent) return;
+    this.schedule.cancel();
+    if (this.stopped || this.revoked || this.failures.permanent) return;
     const startedAt = this.d.clock.now();
-    this.attemptStartedAt = startedAt;
     let creds: Credentials | undefined;
     try {
       creds = await this.readCredentials();
       this.seedHash = creds.seedHash;
       const obtained = await this.coordinator.obtain({ creds, needTtlMs, held: this.current() });
-      this.backoff.reset();
-      this.notBefore = Number.NEGATIVE_INFINITY;
-      this.permanent = undefined;
-      this.lastError = undefined;
+      this.failures.succeeded();
+      this.gate.clearPause();
       this.onObtained(obtained, startedAt);
     } catch (err) {
       if (this.stopped) return;
@@ -409,44 +317,30 @@ export class Refresher implements TokenHandle {
       );
     }
     if (this.stopped) return;
-    this.held.publish(obtained.token, obtained.origin, this.attemptStartedAt);
+    this.held.publish(obtained.token, obtained.origin, startedAt);
     this.observe(obtained.origin === 'adopted' ? 'adopted' : 'success', startedAt);
     // A token issued already inside its refresh window (tiny lifetimes) must not become a grant loop.
     const t = this.held.latest;
-    if (t) this.scheduleRefreshOf(t, this.backoff.bounds.minMs);
+    if (t) this.schedule.refreshOf(t, this.failures.bounds.minMs);
   }
 
   private onFailure(err: unknown, startedAt: number, creds: Credentials | undefined): void {
-    this.lastError = err instanceof TokendError ? err.message : 'unexpected error';
-    const permanent = permanentReason(err);
-    if (permanent !== undefined) {
-      this.permanent = { reason: permanent, fingerprint: creds?.fingerprint ?? '' };
-      this.timer.cancel();
+    const held = this.current();
+    const next = this.failures.record(err, creds?.fingerprint ?? '', held === undefined ? undefined : remainingMs(held, this.d.clock));
+    if (next.permanent) {
+      this.schedule.cancel();
       this.observe('permanent_error', startedAt);
-      // Still a token.refresh_failed (operators tail that one event), marked permanent, with no retry.
-      this.d.logger.error(
-        { event: EVENTS.refreshFailed, error: errorSummary(err), attempt: this.backoff.attempt + 1, retry_in_ms: null, permanent: true, reason: permanent },
-        'the IdP refused the credential; not retrying until the secret or seed changes',
-      );
       return;
     }
-    const held = this.current();
-    const retryAfter = err instanceof TokendError ? err.retryAfterMs : undefined;
-    const delay = this.backoff.nextAfter(held === undefined ? undefined : remainingMs(held, this.d.clock), retryAfter);
-    if (retryAfter !== undefined) this.notBefore = this.d.clock.monotonic() + delay;
-    this.scheduleIn(delay);
+    if (next.retryAfter) this.gate.pauseFor(next.delayMs);
+    this.schedule.in(next.delayMs);
     this.observe('transient_error', startedAt);
-    this.d.logger.warn(
-      { event: EVENTS.refreshFailed, error: errorSummary(err), attempt: this.backoff.attempt, retry_in_ms: delay },
-      'refresh failed; retrying',
-    );
   }
 
   /** Clears a permanent failure and backoff and tries at once (new seed, new credentials). */
   private retryNow(): void {
-    this.permanent = undefined;
-    this.backoff.reset();
-    this.notBefore = Number.NEGATIVE_INFINITY;
+    this.failures.reset();
+    this.gate.clearPause();
     void this.refresh(0);
   }
 
@@ -466,16 +360,15 @@ export class Refresher implements TokenHandle {
     // can put it back instead of falling back to a consumed seed.
     this.chain.observe(state, this.seedHash);
     // An attempt in flight re-reads the store itself; our own commits arrive here too.
-    if (this.attempts.current('attempt') !== undefined) return;
-    if (this.permanent === undefined) this.coordinator.restoreIfLost(state, this.current());
+    if (this.flights.current('attempt') !== undefined) return;
+    if (this.failures.permanent === undefined) this.coordinator.restoreIfLost(state, this.current());
     const held = this.current();
     if (!this.coordinator.canAdopt(state, { seedHash: this.seedHash, needTtlMs: 0, held }, false)) return;
-    this.attemptStartedAt = this.d.clock.now();
-    this.held.publish(state.access, 'adopted', this.attemptStartedAt);
-    this.observe('adopted', this.attemptStartedAt);
-    this.permanent = undefined; // another replica's success proves the credential works
-    this.backoff.reset();
-    this.scheduleRefreshOf(state.access);
+    const now = this.d.clock.now();
+    this.held.publish(state.access, 'adopted', now);
+    this.observe('adopted', now);
+    this.failures.reset(); // another replica's success proves the credential works
+    this.schedule.refreshOf(state.access);
   }
 
   /** Another process (or `tokend revoke`) revoked this token: forget it; wait for a new seed. */
@@ -483,8 +376,8 @@ export class Refresher implements TokenHandle {
     if (this.stopped || this.revoked) return;
     this.chain.revoke();
     this.held.drop();
-    this.timer.cancel();
-    this.permanent = { reason: 'permanent failure: revoked', fingerprint };
+    this.schedule.cancel();
+    this.failures.markPermanent('permanent failure: revoked', fingerprint);
     this.d.logger.warn({ event: EVENTS.revoked }, 'the refresh token was revoked; waiting for a new seed');
   }
 
@@ -492,25 +385,6 @@ export class Refresher implements TokenHandle {
 
   private readCredentials(): Promise<Credentials> {
     return readCredentials(this.d.source, this.chain.presents, this.seedHash);
-  }
-
-  /** True when the refresh of the held token is due by either clock, or nothing is scheduled. */
-  private isOverdue(): boolean {
-    const next = this.timer.msUntil();
-    if (next === undefined || next <= 0) return true;
-    const t = this.held.latest;
-    return t !== undefined && msUntilRefresh(t, this.d.clock, { refreshAt: this.d.config.refreshAt, random: this.jitter(t) }) <= 0;
-  }
-
-  /** Schedules the refresh of token at its jittered due time, but not sooner than minDelayMs. */
-  private scheduleRefreshOf(token: AccessToken, minDelayMs = 0): void {
-    const due = msUntilRefresh(token, this.d.clock, { refreshAt: this.d.config.refreshAt, random: this.jitter(token) });
-    this.scheduleIn(Math.max(minDelayMs, due));
-  }
-
-  private scheduleIn(ms: number): void {
-    if (this.stopped || this.revoked) return this.timer.cancel();
-    this.timer.in(ms);
   }
 
   private observe(result: RefreshResult, startedAt: number): void {
