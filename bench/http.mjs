@@ -8,14 +8,17 @@
 // Each server runs in its own child process; this process is the load generator (a small
 // keep-alive client on raw sockets, one request in flight per connection). Scenarios alternate
 // within each round so drift on a shared machine hits both sides alike.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { median } from './lib/proc.mjs';
+import { serveCpuQueries, startServed } from './lib/served.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** This script: its servers run as `node self --serve kind arg` (lib/served.mjs). */
+const self = fileURLToPath(import.meta.url);
 const dist = path.join(here, '..', 'dist');
 // Many short rounds rather than a few long ones: on a shared machine, pairing each tokend run with
 // the baseline run next to it cancels most of the drift.
@@ -96,38 +99,6 @@ async function serveTokend(token) {
 }
 
 // ---------------------------------------------------------------- load generator
-
-function startServer(kind, token) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', kind, JSON.stringify(token)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${kind} server exited early (code ${code})`)));
-    const waiting = [];
-    let port;
-    child.stdout.on('data', (c) => {
-      out += c;
-      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
-        const msg = JSON.parse(out.slice(0, nl));
-        out = out.slice(nl + 1);
-        if (port === undefined) {
-          port = msg.port;
-          /** Server CPU time (user + system) so far, in microseconds. */
-          const cpuMicros = () =>
-            new Promise((r) => {
-              waiting.push(r);
-              child.stdin.write('cpu\n');
-            });
-          resolve({ child, port, cpuMicros });
-        } else {
-          waiting.shift()?.(msg.user + msg.system);
-        }
-      }
-    });
-  });
-}
 
 function requestBytes(accept) {
   return Buffer.from(
@@ -211,11 +182,6 @@ function probe(port, accept) {
   });
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 async function main() {
@@ -225,7 +191,7 @@ async function main() {
   }
   const now = Date.now();
   const token = { accessToken: fakeJwt(), tokenType: 'Bearer', expiresAt: now + LIFETIME_MS, obtainedAt: now, scope: 'orders:read orders:write' };
-  const [baseline, tokend] = await Promise.all([startServer('baseline', token), startServer('tokend', token)]);
+  const [baseline, tokend] = await Promise.all([startServed(self, 'baseline', JSON.stringify(token)), startServed(self, 'tokend', JSON.stringify(token))]);
   try {
     const servers = { baseline, tokend };
     const modes = [
@@ -316,10 +282,7 @@ async function main() {
     );
     if (rows.some((r) => r.errors > 0)) process.exitCode = 1;
   } finally {
-    for (const s of [baseline, tokend]) {
-      s.child.removeAllListeners('exit');
-      s.child.stdin.end();
-    }
+    for (const s of [baseline, tokend]) void s.stop();
   }
 }
 
@@ -327,13 +290,7 @@ async function main() {
 if (process.argv[2] === '--serve') {
   const token = JSON.parse(process.argv[4]);
   const port = process.argv[3] === 'baseline' ? await serveBaseline(token) : await serveTokend(token);
-  process.stdout.write(`${JSON.stringify({ port })}\n`);
-  // Each line on stdin asks for this process's CPU time so far; stdin closing ends the process.
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (chunk) => {
-    for (let i = 0; i < chunk.split('\n').length - 1; i++) process.stdout.write(`${JSON.stringify(process.cpuUsage())}\n`);
-  });
-  process.stdin.on('end', () => process.exit(0));
+  serveCpuQueries(port);
 } else {
   await main();
 }

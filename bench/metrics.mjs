@@ -12,13 +12,16 @@
 // one request at a time over a keep-alive connection, as Prometheus scrapes. Within each round the
 // two servers are scraped back to back, in alternating order, so drift on a shared machine hits
 // both alike. Every token looks like a healthy one: valid for an hour, one successful refresh.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { median } from './lib/proc.mjs';
+import { serveCpuQueries, startServed } from './lib/served.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** This script: its servers run as `node self --serve kind arg` (lib/served.mjs). */
+const self = fileURLToPath(import.meta.url);
 const dist = path.join(here, '..', 'dist');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const WARMUP = 3;
@@ -69,43 +72,10 @@ async function serveBaseline(bytes) {
 
 // ---------------------------------------------------------------- scraper
 
-function startServer(kind, arg) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', kind, String(arg)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const waiting = [];
-    let port;
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${kind} server exited early (code ${code})`)));
-    child.stdout.on('data', (c) => {
-      out += c;
-      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
-        const msg = JSON.parse(out.slice(0, nl));
-        out = out.slice(nl + 1);
-        if (port === undefined) {
-          port = msg.port;
-          const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-          /** Server CPU time (user + system) so far, in microseconds. */
-          const cpuMicros = () =>
-            new Promise((r) => {
-              waiting.push(r);
-              child.stdin.write('cpu\n');
-            });
-          const stop = () => {
-            agent.destroy();
-            child.removeAllListeners('exit');
-            child.stdin.end();
-            return new Promise((r) => child.once('exit', r));
-          };
-          resolve({ port, agent, cpuMicros, stop });
-        } else {
-          waiting.shift()?.(msg.user + msg.system);
-        }
-      }
-    });
-  });
+async function startServer(kind, arg) {
+  const served = await startServed(self, kind, String(arg));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  return { ...served, agent, stop: () => (agent.destroy(), served.stop()) };
 }
 
 /** One scrape: milliseconds from sending the request to the last body byte, and the body size. */
@@ -130,11 +100,6 @@ function scrape(server) {
   });
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 async function measure(tokens, perToken = true) {
   const tokend = await startServer(perToken ? 'tokend' : 'tokend-aggregate', tokens);
@@ -203,13 +168,7 @@ if (process.argv[2] === '--serve') {
   const arg = Number(process.argv[4]);
   const kind = process.argv[3];
   const port = kind === 'baseline' ? await serveBaseline(arg) : await serveTokend(arg, kind === 'tokend');
-  process.stdout.write(`${JSON.stringify({ port })}\n`);
-  // Each line on stdin asks for this process's CPU time so far; stdin closing ends the process.
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (chunk) => {
-    for (let i = 0; i < chunk.split('\n').length - 1; i++) process.stdout.write(`${JSON.stringify(process.cpuUsage())}\n`);
-  });
-  process.stdin.on('end', () => process.exit(0));
+  serveCpuQueries(port);
 } else {
   await main();
 }

@@ -18,8 +18,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { serveCpuQueries, startServed } from './lib/served.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** This script: its servers run as `node self --serve kind arg` (lib/served.mjs). */
+const self = fileURLToPath(import.meta.url);
 const dist = path.join(here, '..', 'dist');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -81,29 +84,6 @@ async function serveTokend(upstreamPort) {
     { clock: systemClock, logger: createLogger('info', { write: () => undefined }), registry: new Registry() },
   );
   return Number(new URL(proxies.urls.get('orders')).port);
-}
-
-function startChild(kind, arg) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', kind, String(arg)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const waiting = [];
-    let port;
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${kind} exited early (code ${code})`)));
-    child.stdout.on('data', (c) => {
-      out += c;
-      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
-        const msg = JSON.parse(out.slice(0, nl));
-        out = out.slice(nl + 1);
-        if (port === undefined) {
-          port = msg.port;
-          const cpuMicros = () => new Promise((r) => (waiting.push(r), child.stdin.write('cpu\n')));
-          resolve({ kind, port, cpuMicros, stop: () => (child.removeAllListeners('exit'), child.stdin.end()) });
-        } else waiting.shift()?.(msg.user + msg.system);
-      }
-    });
-  });
 }
 
 /** nginx with one worker, a keep-alive upstream pool and the same Authorization header; undefined if not installed. */
@@ -214,8 +194,8 @@ async function main() {
     console.error('bench/proxy.mjs: dist/proxy/index.js not found; run `npm run build` first');
     process.exit(1);
   }
-  const upstream = await startChild('upstream', 0);
-  const [bare, tokend] = await Promise.all([startChild('bare', upstream.port), startChild('tokend', upstream.port)]);
+  const upstream = await startServed(self, 'upstream', '0');
+  const [bare, tokend] = await Promise.all([startServed(self, 'bare', String(upstream.port)), startServed(self, 'tokend', String(upstream.port))]);
   const nginx = await startNginx(upstream.port);
   const direct = { kind: 'upstream', port: upstream.port, cpuMicros: upstream.cpuMicros };
   const proxies = [bare, tokend, ...(nginx ? [nginx] : [])];
@@ -283,13 +263,7 @@ if (process.argv[2] === '--serve') {
   const kind = process.argv[3];
   const arg = Number(process.argv[4]);
   const port = kind === 'upstream' ? await serveUpstream() : kind === 'bare' ? await serveBare(arg) : await serveTokend(arg);
-  process.stdout.write(`${JSON.stringify({ port })}\n`);
-  // Each line on stdin asks for this process's CPU time so far; stdin closing ends the process.
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (chunk) => {
-    for (let i = 0; i < chunk.split('\n').length - 1; i++) process.stdout.write(`${JSON.stringify(process.cpuUsage())}\n`);
-  });
-  process.stdin.on('end', () => process.exit(0));
+  serveCpuQueries(port);
 } else {
   await main();
 }
