@@ -54,11 +54,11 @@ export interface Res {
 export function request(
   target: { port?: number; socketPath?: string },
   reqPath: string,
-  init: { method?: string; headers?: Record<string, string>; body?: string; setHost?: boolean } = {},
+  init: { method?: string; headers?: Record<string, string>; body?: string; setHost?: boolean; agent?: http.Agent } = {},
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', ...target, path: reqPath, method: init.method ?? 'GET', headers: init.headers ?? {}, agent: false, setHost: init.setHost ?? true },
+      { host: '127.0.0.1', ...target, path: reqPath, method: init.method ?? 'GET', headers: init.headers ?? {}, agent: init.agent ?? false, setHost: init.setHost ?? true },
       (res) => {
         let body = '';
         res.setEncoding('utf8');

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,6 +16,7 @@ import {
 import { Metrics } from '../../src/server/metrics.js';
 import { isUsable, type AccessToken } from '../../src/token.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { rawExchange, request } from '../support/http-client.js';
 
 const T0 = Date.UTC(2025, 0, 1);
 const SECRET = 'eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.c2lnbmF0dXJlLXZhbHVl';
@@ -81,60 +81,7 @@ function tokenFor(clock: FakeClock, lifetimeMs: number, value = SECRET): AccessT
   };
 }
 
-interface Res {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-interface Target {
-  port?: number;
-  socketPath?: string;
-}
-
-function request(
-  target: Target,
-  reqPath: string,
-  init: { method?: string; headers?: Record<string, string>; body?: string; agent?: http.Agent } = {},
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        ...target,
-        path: reqPath,
-        method: init.method ?? 'GET',
-        headers: init.headers ?? {},
-        agent: init.agent ?? false,
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(init.body);
-  });
-}
-
 const V1 = { 'Tokend-Request': '1' };
-
-/** Sends raw bytes and collects everything the server sends until it closes the connection. */
-function rawExchange(port: number, data: string | Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
-    let got = '';
-    sock.on('data', (c) => (got += c.toString('latin1')));
-    // The server may reset the connection while we still write; what it sent first still counts.
-    sock.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? undefined : reject(err)));
-    sock.on('close', () => resolve(got));
-    sock.on('connect', () => sock.write(data));
-    sock.setTimeout(5_000, () => sock.destroy(new Error('raw exchange timed out')));
-  });
-}
 
 interface Setup {
   clock: FakeClock;
