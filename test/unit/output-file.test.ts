@@ -7,6 +7,7 @@ import type { TokenConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
 import { checkOutputTarget, OutputFile, removeOwnTempFiles } from '../../src/output/file.js';
 import { prepareOutputs } from '../../src/output/prepare.js';
+import { tokenConfig } from '../support/token-config.js';
 
 let dir: string;
 beforeEach(() => {
@@ -16,20 +17,7 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function tokenWith(outputs: OutputConfig[]): TokenConfig {
-  return {
-    name: 'orders',
-    clientId: 'c',
-    grant: 'client_credentials',
-    refreshAt: 0.75,
-    clientAuth: 'client_secret_basic',
-    revokeOnShutdown: false,
-    defaultLifetimeMs: 300_000,
-    timeoutMs: 5_000,
-    allowInsecureHttp: false,
-    outputs,
-  };
-}
+const tokenWith = (outputs: OutputConfig[]): TokenConfig => tokenConfig({ outputs });
 
 async function problemsOf(tc: TokenConfig): Promise<readonly string[]> {
   try {

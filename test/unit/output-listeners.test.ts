@@ -9,6 +9,7 @@ import type { NotifyConfig, OutputConfig } from '../../src/config/schema-output.
 import type { TokenConfig } from '../../src/config/types.js';
 import { createTokenListeners, type TokenOutputs } from '../../src/output/listeners.js';
 import type { AccessToken } from '../../src/token.js';
+import { tokenConfig } from '../support/token-config.js';
 import { until } from '../support/until.js';
 import { logSink, startReceiver, tokenNo, type Receiver } from './output-support.js';
 
@@ -26,21 +27,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function tokenConfig(outs: OutputConfig[], notify?: NotifyConfig): TokenConfig {
-  return {
-    name: 'orders',
-    clientId: 'c',
-    grant: 'client_credentials',
-    refreshAt: 0.75,
-    clientAuth: 'client_secret_basic',
-    revokeOnShutdown: false,
-    defaultLifetimeMs: 300_000,
-    timeoutMs: 5_000,
-    allowInsecureHttp: false,
-    outputs: outs,
-    notify,
-  };
-}
+const tokenWith = (outputs: OutputConfig[], notify?: NotifyConfig): TokenConfig => tokenConfig({ outputs, notify });
 
 const out = (name: string, format: OutputConfig['format'], extra: Partial<OutputConfig> = {}): OutputConfig => ({
   path: join(dir, name),
@@ -53,7 +40,7 @@ const out = (name: string, format: OutputConfig['format'], extra: Partial<Output
 async function setup(outs: OutputConfig[], notify?: NotifyConfig, closeBoundMs?: number) {
   const sink = logSink();
   const registry = new Registry();
-  const o = await createTokenListeners(tokenConfig(outs, notify), { clock: systemClock, logger: sink.logger, registry, closeBoundMs });
+  const o = await createTokenListeners(tokenWith(outs, notify), { clock: systemClock, logger: sink.logger, registry, closeBoundMs });
   outputs = o;
   const listener = o.listeners[0]!;
   const metric = async (name: string, labels: Record<string, string>): Promise<number> => {
@@ -221,7 +208,7 @@ describe('outputs through the token listener', () => {
   });
 
   it('a token with neither outputs nor notify gets no listener', async () => {
-    const o = await createTokenListeners(tokenConfig([]), { clock: systemClock, logger: logSink().logger, registry: new Registry() });
+    const o = await createTokenListeners(tokenWith([]), { clock: systemClock, logger: logSink().logger, registry: new Registry() });
     expect(o.listeners).toEqual([]);
     await o.close();
   });
