@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { onFreePort, redisServerArgs, spawnRedis, waitExit } from '../../dev/redis.js';
 import { until } from './until.js';
 
 /** A redis-server child process started by a test (which must call stop()). */
@@ -38,86 +38,6 @@ export interface StartRedisOptions {
   readonly cluster?: boolean;
 }
 
-const READY_TIMEOUT_MS = 5_000;
-
-/** Asks the OS for a free port (listen on 0), then releases it for redis-server to take. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** One raw PING over TCP; resolves true on +PONG (or NOAUTH: alive, but wants a password). */
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    let buf = '';
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.once('error', () => done(false));
-    sock.once('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d) => {
-      buf += d.toString('latin1');
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
-    });
-  });
-}
-
-function waitExit(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => proc.once('exit', () => resolve()));
-}
-
-/**
- * Starts one process on `port` and resolves once it answers PING. Rejects with the server's
- * output if it exits first (EADDRINUSE when another process took the port in between).
- */
-async function spawnServer(port: number, dir: string, extra: readonly string[]): Promise<ChildProcess> {
-  const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--protected-mode', 'yes',
-    '--save', '',
-    '--appendonly', 'no',
-    '--dir', dir,
-    '--daemonize', 'no',
-    '--loglevel', 'warning',
-    ...extra,
-  ];
-  return spawnAndPing(args, port, dir);
-}
-
-async function spawnAndPing(args: readonly string[], port: number, dir: string): Promise<ChildProcess> {
-  const proc = spawn('redis-server', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  let exited = false;
-  proc.once('exit', () => (exited = true));
-  const spawnError = new Promise<never>((_, reject) => proc.once('error', reject));
-  spawnError.catch(() => undefined);
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    if (exited) throw new Error(`redis-server on port ${port} exited before it was ready: ${output.trim()}`);
-    const ok = await Promise.race([ping(port), spawnError]);
-    if (ok) return proc;
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`redis-server on port ${port} did not answer PING within ${READY_TIMEOUT_MS} ms`);
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /**
  * Starts a private, empty redis-server (no persistence, loopback only) on a free port in a temp
  * directory. Requires `redis-server` on PATH.
@@ -131,18 +51,11 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
   ];
   let proc: ChildProcess | undefined;
   let port = 0;
-  for (let attempt = 0; ; attempt++) {
-    port = await freePort();
-    try {
-      proc = await spawnServer(port, dir, extra);
-      break;
-    } catch (err) {
-      // Another process may grab the port between close() and redis-server's bind.
-      if (attempt >= 4 || !String(err).includes('in use')) {
-        await rm(dir, { recursive: true, force: true });
-        throw err;
-      }
-    }
+  try {
+    [proc, port] = await onFreePort(async (p) => [await spawnRedis(redisServerArgs(p, dir, extra), p, dir), p] as const);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   }
   if (opts.cluster) await assignAllSlots(port, password);
   const clients: Redis[] = [];
@@ -169,7 +82,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHan
     async restart() {
       await kill('SIGTERM');
       // redis-server sets SO_REUSEADDR, so the same port can be bound again at once.
-      proc = await spawnServer(port, dir, extra);
+      proc = await spawnRedis(redisServerArgs(port, dir, extra), port, dir);
     },
     async flushall() {
       const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, password });
@@ -218,23 +131,22 @@ export interface SentinelHandle {
 /** Starts `redis-server --sentinel` on a free port, monitoring master (quorum 1). */
 export async function startSentinel(master: RedisHandle, name = 'mymaster'): Promise<SentinelHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'tokend-sentinel-'));
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    // Sentinel rewrites its config file, so it must be a writable file of its own.
-    const conf = join(dir, 'sentinel.conf');
-    await writeFile(
-      conf,
-      [
-        `port ${port}`,
-        'bind 127.0.0.1',
-        `dir ${dir}`,
-        `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
-        `sentinel down-after-milliseconds ${name} 60000`,
-        '',
-      ].join('\n'),
-    );
-    try {
-      const proc = await spawnAndPing([conf, '--sentinel'], port, dir);
+  try {
+    return await onFreePort(async (port) => {
+      // Sentinel rewrites its config file, so it must be a writable file of its own.
+      const conf = join(dir, 'sentinel.conf');
+      await writeFile(
+        conf,
+        [
+          `port ${port}`,
+          'bind 127.0.0.1',
+          `dir ${dir}`,
+          `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+          `sentinel down-after-milliseconds ${name} 60000`,
+          '',
+        ].join('\n'),
+      );
+      const proc = await spawnRedis([conf, '--sentinel'], port, dir);
       return {
         port,
         name,
@@ -244,11 +156,9 @@ export async function startSentinel(master: RedisHandle, name = 'mymaster'): Pro
           await rm(dir, { recursive: true, force: true });
         },
       };
-    } catch (err) {
-      if (attempt >= 4 || !String(err).includes('in use')) {
-        await rm(dir, { recursive: true, force: true });
-        throw err;
-      }
-    }
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   }
 }
