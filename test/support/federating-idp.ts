@@ -22,6 +22,7 @@ import OAuth2Server from '@node-oauth/oauth2-server';
 // The library's token handler, extended below: v5 has no hook for client authentication methods.
 import TokenHandler from '@node-oauth/oauth2-server/lib/handlers/token-handler.js';
 import { createRemoteJWKSet, decodeJwt, exportJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { readBody, sendJson } from './http-io.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -318,15 +319,3 @@ function presentedIn(body: Record<string, string>): SeenRequest['presented'] {
   return out;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(body));
-}

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import OAuth2Server from '@node-oauth/oauth2-server';
+import { readBody, sendJson } from './http-io.js';
 
 /** A client registered with the server. */
 export interface OAuth2Client {
@@ -212,19 +213,6 @@ export async function startOAuth2Server(opts: OAuth2ServerOptions = {}): Promise
       });
     },
   };
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
 /** The user part of a Basic header, as the server reads it: bytes up to the first ':', not decoded. */
