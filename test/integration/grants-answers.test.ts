@@ -8,24 +8,16 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import type { TokenConfig } from '../../src/config/types.js';
-import { TokendError } from '../../src/errors.js';
+import type { TokendError } from '../../src/errors.js';
 import { createTokenSource } from '../../src/oauth/grants.js';
 import { createIdpRegistry } from '../../src/oauth/idp-registry.js';
 import { GRANT_SERVERS, type GrantServer } from '../support/grant-servers.js';
 import { testTokenConfig } from '../support/idp.js';
 import { startOAuth2Server, type RunningOAuth2Server } from '../support/oauth2-server.js';
 import { startRewriteProxy, type RewriteProxy } from '../support/rewrite-proxy.js';
+import { failure } from '../support/failure.js';
 
 const SECRET = 'answers-secret';
-
-async function failure(p: Promise<unknown>): Promise<TokendError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TokendError);
-  return err as TokendError;
-}
 
 type Rewrite = (body: Record<string, unknown>) => Record<string, unknown>;
 const without = (key: string): Rewrite => (b) => {

@@ -22,6 +22,7 @@ import { createIdpRegistry, type IdpRegistry } from '../../src/oauth/idp-registr
 import type { AccessToken } from '../../src/token.js';
 import { startFederatingIdp, TOKEN_EXCHANGE, JWT_BEARER, type FederatingIdp } from '../support/federating-idp.js';
 import { testTokenConfig } from '../support/idp.js';
+import { failure } from '../support/failure.js';
 
 const NS = 'shop';
 const ORDERS_SA = `system:serviceaccount:${NS}:orders`;
@@ -47,15 +48,6 @@ function cfg(overrides: Partial<TokenConfig>): TokenConfig {
 
 function source(c: TokenConfig, deps: Partial<TokenSourceDeps> = {}) {
   return createTokenSource(c, { clock: systemClock, idp: registry, ...deps });
-}
-
-async function failure(p: Promise<unknown>): Promise<TokendError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TokendError);
-  return err as TokendError;
 }
 
 beforeAll(async () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import type { TokenConfig } from '../../src/config/types.js';
-import { TokendError } from '../../src/errors.js';
+import type { TokendError } from '../../src/errors.js';
 import { createTokenSource } from '../../src/oauth/grants.js';
 import { createIdpRegistry } from '../../src/oauth/idp-registry.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -20,19 +20,11 @@ import { generateClientKey, startDevIdp, testTokenConfig, type DevIdp } from '..
 import { startOAuth2Server, type RunningOAuth2Server } from '../support/oauth2-server.js';
 import { startRewriteProxy, type RewriteProxy } from '../support/rewrite-proxy.js';
 import { until } from '../support/until.js';
+import { failure } from '../support/failure.js';
 
 const SECRET = 'idp-secret';
 const LEAK = 'LEAKED-BODY-CONTENT';
 const literal = (value: string) => ({ kind: 'literal' as const, value });
-
-async function failure(p: Promise<unknown>): Promise<TokendError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TokendError);
-  return err as TokendError;
-}
 
 /** A port that was just free: connections to it are refused. */
 async function closedPort(): Promise<number> {

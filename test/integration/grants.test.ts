@@ -6,7 +6,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import type { TokenConfig } from '../../src/config/types.js';
-import { TokendError } from '../../src/errors.js';
+import type { TokendError } from '../../src/errors.js';
 import { createTokenSource } from '../../src/oauth/grants.js';
 import { createIdpRegistry } from '../../src/oauth/idp-registry.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -19,6 +19,7 @@ import {
   type ProxiedIdp,
 } from '../support/idp.js';
 import { GRANT_SERVERS, type GrantServer } from '../support/grant-servers.js';
+import { failure } from '../support/failure.js';
 
 const SECRET = 'cc-secret-0123456789';
 const ecKey = generateClientKey('ES256', 'k-es256');
@@ -28,16 +29,6 @@ const edKey = generateClientKey('EdDSA', 'k-ed');
 
 let idp: DevIdp;
 let dir: string;
-
-/** Runs fn expecting a TokendError, and returns it. */
-async function failure(p: Promise<unknown>): Promise<TokendError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TokendError);
-  return err as TokendError;
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tokend-grants-'));
