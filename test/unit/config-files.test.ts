@@ -8,6 +8,7 @@ import { MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_TOKENS, lo
 import { MAX_SECRET_BYTES, checkSecretFiles, readSecret, secretFiles } from '../../src/config/secrets.js';
 import type { Config } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
+import { problemsOf } from '../support/config-problems.js';
 
 let dir: string;
 
@@ -158,16 +159,6 @@ describe('loadConfigFile: untrusted size and shape', () => {
 });
 
 describe('parseConfig: YAML aliases and nesting', () => {
-  const problemsOf = (text: string): readonly string[] => {
-    try {
-      parseConfig(text, { env: {} });
-    } catch (err) {
-      expect(err).toBeInstanceOf(ConfigError);
-      return (err as ConfigError).problems;
-    }
-    throw new Error('expected a ConfigError');
-  };
-
   it('refuses a billion-laughs bomb built from merge keys', () => {
     const bomb = ['a: &a {x0: 1, x1: 1, x2: 1, x3: 1, x4: 1, x5: 1, x6: 1, x7: 1, x8: 1, x9: 1}'];
     for (let i = 0; i < 7; i++) {

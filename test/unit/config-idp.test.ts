@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { problemsOf } from '../support/config-problems.js';
 
 const base = (token: string, top = ''): string => `${top}
 tokens:
@@ -8,16 +8,6 @@ tokens:
     grant: client_credentials
     clientId: orders
 ${token}`;
-
-function problems(text: string): readonly string[] {
-  try {
-    parseConfig(text, { env: {} });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the configuration to be refused');
-}
 
 describe('config: privateKeyAudience and idpConcurrency', () => {
   it('reads privateKeyAudience for private_key_jwt (absent: the token endpoint, applied when signing)', () => {
@@ -29,14 +19,14 @@ describe('config: privateKeyAudience and idpConcurrency', () => {
   });
 
   it('refuses privateKeyAudience without private_key_jwt, an unknown value, and issuer with a static tokenEndpoint', () => {
-    expect(problems(base('    issuer: https://idp.example.com\n    clientSecret: s\n    privateKeyAudience: issuer\n'))).toEqual([
+    expect(problemsOf(base('    issuer: https://idp.example.com\n    clientSecret: s\n    privateKeyAudience: issuer\n'))).toEqual([
       'tokens.orders.privateKeyAudience: only used with clientAuth private_key_jwt',
     ]);
-    expect(problems(base('    issuer: https://idp.example.com\n    clientAuth: private_key_jwt\n    privateKeyFile: /k.pem\n    privateKeyAudience: aud\n'))).toEqual([
+    expect(problemsOf(base('    issuer: https://idp.example.com\n    clientAuth: private_key_jwt\n    privateKeyFile: /k.pem\n    privateKeyAudience: aud\n'))).toEqual([
       'tokens.orders.privateKeyAudience: expected token_endpoint or issuer',
     ]);
     expect(
-      problems(base('    tokenEndpoint: https://idp.example.com/token\n    clientAuth: private_key_jwt\n    privateKeyFile: /k.pem\n    privateKeyAudience: issuer\n')),
+      problemsOf(base('    tokenEndpoint: https://idp.example.com/token\n    clientAuth: private_key_jwt\n    privateKeyFile: /k.pem\n    privateKeyAudience: issuer\n')),
     ).toEqual(['tokens.orders.privateKeyAudience: issuer needs an issuer (OIDC discovery); with tokenEndpoint the audience is the token endpoint']);
   });
 
@@ -44,7 +34,7 @@ describe('config: privateKeyAudience and idpConcurrency', () => {
     const tok = '    issuer: https://idp.example.com\n    clientSecret: s\n';
     expect(parseConfig(base(tok, 'idpConcurrency: 16'), { env: {} }).idpConcurrency).toBe(16);
     expect(parseConfig(base(tok), { env: {} }).idpConcurrency).toBeUndefined();
-    expect(problems(base(tok, 'idpConcurrency: 0'))).toEqual(['idpConcurrency: expected at least 1']);
-    expect(problems(base(tok, 'idpConcurrency: 2.5'))).toEqual(['idpConcurrency: expected a whole number from 1 to 64']);
+    expect(problemsOf(base(tok, 'idpConcurrency: 0'))).toEqual(['idpConcurrency: expected at least 1']);
+    expect(problemsOf(base(tok, 'idpConcurrency: 2.5'))).toEqual(['idpConcurrency: expected a whole number from 1 to 64']);
   });
 });

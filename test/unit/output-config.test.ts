@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
-import { ConfigError } from '../../src/errors.js';
+import { problemsOf } from '../support/config-problems.js';
 
 const TOKEN = {
   issuer: 'https://idp.example.com/realms/prod',
@@ -18,16 +18,6 @@ function doc(extra: Record<string, unknown>, top: Record<string, unknown> = {}, 
 
 function parse(text: string): Config {
   return parseConfig(text, { env: {} });
-}
-
-function problemsOf(text: string): readonly string[] {
-  try {
-    parse(text);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the configuration to be refused');
 }
 
 describe('tokens.NAME.outputs', () => {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { problemsOf } from '../support/config-problems.js';
 
 const TOKEN = {
   issuer: 'https://idp.example.com/realms/prod',
@@ -17,16 +17,6 @@ function doc(proxies: unknown, top: Record<string, unknown> = {}): string {
 }
 
 const ENTRY = { listen: '127.0.0.1:9101', upstream: 'https://orders.internal', token: 'orders' };
-
-function problemsOf(text: string): readonly string[] {
-  try {
-    parseConfig(text, { env: {} });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the configuration to be refused');
-}
 
 describe('config: proxies', () => {
   it('fills in the defaults: Authorization: Bearer, 60 s timeout, 5 s connect timeout, 64 KiB retry body, loopback only', () => {
