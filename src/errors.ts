@@ -75,6 +75,12 @@ export class ConfigError extends TokendError {
   }
 }
 
+/** The errno code of a failed system call (ENOENT, EACCES…), or 'error' when err carries none: what messages may name. */
+export function errnoCode(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : 'error';
+}
+
 /** True when err is a TokendError carrying one of the given codes. */
 export function hasCode(err: unknown, ...codes: ErrorCode[]): err is TokendError {
   return err instanceof TokendError && codes.includes(err.code);

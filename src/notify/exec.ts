@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { ExecNotifyConfig } from '../config/schema-output.js';
+import { errnoCode } from '../errors.js';
 import { CHANGE_EVENT, type ChangeEvent, type Notifier, type NotifyOutcome } from './notifier.js';
 
 /** Most output kept per stream (bytes); the rest is counted, not kept. */
@@ -61,7 +62,7 @@ export function execNotifier(cfg: ExecNotifyConfig, clock: Clock): Notifier {
           });
         } catch (err) {
           // Invalid arguments throw at once (the schema refuses them; this keeps send from rejecting).
-          resolve({ ok: false, reason: `cannot run ${program} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, retryable: false });
+          resolve({ ok: false, reason: `cannot run ${program} (${errnoCode(err)})`, retryable: false });
           return;
         }
         const stdout = capture(child.stdout);

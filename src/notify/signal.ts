@@ -6,6 +6,7 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { SignalNotifyConfig } from '../config/schema-output.js';
+import { errnoCode } from '../errors.js';
 import type { Notifier, NotifyOutcome } from './notifier.js';
 
 /** Longest pid file read (bytes): a pid and some whitespace. */
@@ -40,7 +41,7 @@ async function readPidFile(path: string): Promise<string | { problem: string }> 
     if (bytesRead > MAX_PID_FILE_BYTES) return { problem: 'is too large to be a pid file' };
     return buf.subarray(0, bytesRead).toString('latin1');
   } catch (err) {
-    return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
+    return { problem: `cannot be read (${errnoCode(err)})` };
   } finally {
     await fh.close();
   }

@@ -6,7 +6,7 @@
 import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { importJWK, importPKCS8, type JWK } from 'jose';
-import { TokendError } from '../errors.js';
+import { errnoCode, TokendError } from '../errors.js';
 import { ASYMMETRIC_JWS_ALGORITHMS } from '../jws.js';
 import { transientReadError } from '../config/secrets.js';
 
@@ -53,7 +53,7 @@ export function createClientKeyLoader(opts: ClientKeyOptions): ClientKeyLoader {
       const st = await stat(opts.path);
       stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
     } catch (err) {
-      throw transientReadError(err, field, opts.path) ?? fail(`cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
+      throw transientReadError(err, field, opts.path) ?? fail(`cannot read the key file: ${errnoCode(err)}`, err);
     }
     if (cached && cached.stamp === stamp) return cached.value;
 
@@ -61,7 +61,7 @@ export function createClientKeyLoader(opts: ClientKeyOptions): ClientKeyLoader {
     try {
       text = await readFile(opts.path, 'utf8');
     } catch (err) {
-      throw transientReadError(err, field, opts.path) ?? fail(`cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
+      throw transientReadError(err, field, opts.path) ?? fail(`cannot read the key file: ${errnoCode(err)}`, err);
     }
     const fingerprint = createHash('sha256').update(text).digest('hex');
     if (cached && cached.value.fingerprint === fingerprint) {

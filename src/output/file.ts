@@ -6,15 +6,11 @@
 import { constants } from 'node:fs';
 import { access, lstat, readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { errnoCode } from '../errors.js';
 import { isTempName, readFileLimited, writeFileAtomic } from '../store/atomic.js';
 
 /** Largest output tokend compares against what is on disk (bytes); a larger file is simply replaced. */
 const MAX_COMPARE_BYTES = 256 * 1024;
-
-function errnoCode(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : 'error';
-}
 
 /**
  * Checks, at start-up, that path can be written the way outputs are: its directory exists, is a

@@ -9,6 +9,7 @@
 import type { Registry } from 'prom-client';
 import { sleep, type Clock } from '../clock.js';
 import type { TokenConfig } from '../config/types.js';
+import { errnoCode } from '../errors.js';
 import { EVENTS, type Logger } from '../log.js';
 import { createNotifiers, deliver } from '../notify/deliver.js';
 import type { FetchLike } from '../notify/http.js';
@@ -160,7 +161,7 @@ class TokenPipeline implements TokenListener {
       this.metrics.output(this.name, result);
       return result;
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      const code = errnoCode(err);
       log.warn({ event: EVENTS.outputFailed, ...fields, reason: `write failed (${code})` }, 'output not written; will retry');
       this.metrics.output(this.name, 'failed');
       return 'retry';

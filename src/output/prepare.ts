@@ -5,7 +5,7 @@
  */
 import type { OutputConfig } from '../config/schema-output.js';
 import type { TokenConfig } from '../config/types.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errnoCode } from '../errors.js';
 import { readFileLimited } from '../store/atomic.js';
 import { checkOutputTarget, OutputFile } from './file.js';
 import type { Renderer } from './render.js';
@@ -26,7 +26,7 @@ async function readTemplateFile(path: string): Promise<{ text: string } | { prob
     // Up to 4 bytes per character in UTF-8; parseTemplate then applies the character limit.
     read = await readFileLimited(path, MAX_TEMPLATE_CHARS * 4);
   } catch (err) {
-    return { problem: `template file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
+    return { problem: `template file ${path} cannot be read (${errnoCode(err)})` };
   }
   if (read.kind === 'missing') return { problem: `template file ${path} does not exist` };
   if (read.kind === 'invalid') return { problem: `template file ${path} ${read.reason}` };

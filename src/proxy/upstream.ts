@@ -10,7 +10,7 @@ import https from 'node:https';
 import net, { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { ProxyConfig } from '../config/types.js';
-import { TokendError } from '../errors.js';
+import { errnoCode, TokendError } from '../errors.js';
 import { basePathPrefix } from './target.js';
 
 /**
@@ -49,7 +49,7 @@ async function readPem(cfg: ProxyConfig, key: 'caFile' | 'certFile' | 'keyFile')
   try {
     return await readFile(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const code = errnoCode(err);
     throw new TokendError('CONFIG_INVALID', `proxies (${cfg.name}).${key}: cannot read ${path} (${code})`, { cause: err });
   }
 }

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { TokendError } from '../errors.js';
+import { errnoCode, TokendError } from '../errors.js';
 
 /** Prefix of a refresh token encrypted at rest; the version lets the format change later. */
 export const ENCRYPTED_PREFIX = 'enc:v1:';
@@ -77,7 +77,7 @@ export async function loadEncryptionKey(path: string): Promise<Buffer> {
   try {
     data = await readFile(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const code = errnoCode(err);
     throw new TokendError('CONFIG_INVALID', `store.encryptionKeyFile: cannot read ${path} (${code})`);
   }
   const key = parseEncryptionKey(data);

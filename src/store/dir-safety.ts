@@ -1,5 +1,5 @@
 import { chmod, mkdir, realpath, stat } from 'node:fs/promises';
-import { TokendError } from '../errors.js';
+import { errnoCode, TokendError } from '../errors.js';
 import { probeWritable, removeTempFiles } from './atomic.js';
 
 const WORLD_WRITABLE = 0o002;
@@ -14,11 +14,6 @@ export interface DirInfo {
    * owned by this uid are believed (others could create a file under a name tokend has not written).
    */
   readonly ownerUid: number | undefined;
-}
-
-function errnoCode(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : 'error';
 }
 
 /**

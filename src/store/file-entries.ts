@@ -2,7 +2,7 @@ import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
-import { TokendError } from '../errors.js';
+import { errnoCode, TokendError } from '../errors.js';
 import { MAX_TOKEN_CHARS, type AccessToken } from '../token.js';
 import { fsyncDir, readFileLimited, writeFileAtomic } from './atomic.js';
 import { decodeMetaMs, decodeStateDoc, encodeMetaMs, encodeStateDoc, MAX_ENTRY_BYTES } from './codec.js';
@@ -30,11 +30,6 @@ export interface EntriesOptions {
   /** Per directory: only files owned by this uid are believed (a shared sticky directory). */
   readonly dirOwner?: number | undefined;
   readonly stateOwner?: number | undefined;
-}
-
-function errnoCode(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : 'error';
 }
 
 /** STORE_UNAVAILABLE naming what failed: an errno code or a codec reason, never file content. */
