@@ -317,7 +317,11 @@ describe('RedisStore init', () => {
       });
     });
     const store = makeStore({ url: `redis://:hunter2-secret@127.0.0.1:${port}/0`, initTimeoutMs: 400 });
+    const started = Date.now();
     const err = await store.init().catch((e: unknown) => e);
+    // Bounded by initTimeoutMs (400 ms), not by the 5 s default: generous slack for a loaded machine.
+    expect(Date.now() - started).toBeLessThan(2_500);
+    expect((err as Error).message).toContain('within 400 ms');
     expect(hasCode(err, 'STORE_UNAVAILABLE')).toBe(true);
     const msg = (err as Error).message;
     expect(msg).toContain(`127.0.0.1:${port}`);

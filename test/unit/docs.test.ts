@@ -11,11 +11,6 @@ import { describe, expect, it } from 'vitest';
 import { ROOT } from '../support/k8s.js';
 import { configFileSchema } from '../../src/config/schema.js';
 
-/**
- * Documents written by other work landing in parallel: linked from the README and the index,
- * not created here. A link to one is accepted while the file does not exist yet.
- */
-const PENDING = new Set(['docs/endpoint.md', 'docs/idp-dialects.md', 'docs/verification.md', 'docs/proxy.md', 'docs/outputs.md', 'docs/secretless.md']);
 /** The README's budget: an overview with a table of contents, the rest in docs/. */
 const README_MAX_BYTES = 16_000;
 
@@ -104,20 +99,17 @@ describe('README.md', () => {
 describe('docs/', () => {
   it('has an index that links every document, and every document links back to something', () => {
     const index = links(text('docs/README.md')).map((l) => `docs/${l.split('#')[0]}`);
-    for (const doc of [...DOCS.filter((d) => d !== 'docs/README.md'), ...PENDING]) expect(index, doc).toContain(doc);
+    for (const doc of DOCS.filter((d) => d !== 'docs/README.md')) expect(index, doc).toContain(doc);
     for (const doc of DOCS) expect(links(text(doc)).length, doc).toBeGreaterThan(0);
   });
 
-  it('resolves every relative link and anchor (documents written in parallel excepted until they exist)', () => {
+  it('resolves every relative link and anchor', () => {
     for (const file of FILES) {
       for (const target of links(text(file))) {
         if (/^[a-z]+:/.test(target)) continue;
         const [path, anchor] = target.split('#') as [string, string | undefined];
         const dest = path === '' ? file : relative(ROOT, resolve(ROOT, dirname(file), path));
-        if (!existsSync(join(ROOT, dest))) {
-          expect(PENDING.has(dest), `${file}: link to ${target} (${dest} does not exist)`).toBe(true);
-          continue;
-        }
+        expect(existsSync(join(ROOT, dest)), `${file}: link to ${target} (${dest} does not exist)`).toBe(true);
         if (anchor !== undefined) expect([...anchors(text(dest))], `${file}: ${target}`).toContain(anchor);
       }
     }
