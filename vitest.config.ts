@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // tokend's Headers and Response, as the CLI installs them (src/util/fetch-classes.ts).
+    setupFiles: ['test/support/setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Integration files start their own IdP/Redis on OS-chosen ports, so files can run in parallel.

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { TokendError, ConfigError } from './errors.js';
 import type { Config } from './config/types.js';
 import { sidecarGet, DEFAULT_URL } from './client.js';
+import { installFetchClasses } from './util/fetch-classes.js';
 // The daemon, grants and verifier are imported lazily by the commands that need them: `tokend
 // health` runs as a Kubernetes exec probe every few seconds and must start small and fast.
 
@@ -310,6 +311,8 @@ function readVersion(): string {
 }
 
 async function main(): Promise<void> {
+  // Before any command runs: openid-client's first `new Headers` would otherwise load undici.
+  installFetchClasses();
   let code: number = EXIT.ok;
   const program = buildProgram((c) => {
     code = c;

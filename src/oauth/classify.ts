@@ -8,6 +8,7 @@
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client';
 import { TokendError, type ErrorCode } from '../errors.js';
 import { retryAfterOf } from './retry-after.js';
+import { isResponse } from '../util/fetch-classes.js';
 
 /** What was being attempted; decides the wording and, for discovery, the code. */
 export type GrantPhase = 'grant' | 'discovery' | 'revocation';
@@ -175,7 +176,7 @@ export function classifyGrantError(err: unknown, tokenName: string, phase: Grant
     }
     if (INVALID_ANSWER_CODES.has(code)) {
       // For status and content-type problems openid-client puts the Response itself in `cause`.
-      const status = err.cause instanceof Response ? err.cause.status : undefined;
+      const status = isResponse(err.cause) ? err.cause.status : undefined;
       if (phase === 'discovery' && status !== undefined && status !== 200) {
         return make('DISCOVERY_FAILED', `failed: ${tried(ctx.exchanges)}`, withOauth(undefined, status));
       }
@@ -214,7 +215,7 @@ function withOauth(oauthError: string | undefined, status: number | undefined): 
 /** The Response an openid-client error carries (status, headers), if any. */
 function responseOf(err: unknown): Response | undefined {
   if (err instanceof ResponseBodyError || err instanceof WWWAuthenticateChallengeError) return err.response;
-  if (err instanceof ClientError && err.cause instanceof Response) return err.cause;
+  if (err instanceof ClientError && isResponse(err.cause)) return err.cause;
   return undefined;
 }
 

@@ -10,6 +10,7 @@ import { TokendError } from '../errors.js';
 import { classifyGrantError, type Exchange } from './classify.js';
 import type { IdpRegistry } from './idp-registry.js';
 import { newRecord, operationFetch } from './transport.js';
+import { isResponse } from '../util/fetch-classes.js';
 
 /** Resolves the IdP's server metadata for one token. */
 export interface IssuerResolver {
@@ -114,7 +115,7 @@ function isNotFound(err: unknown): boolean {
   return (
     err instanceof client.ClientError &&
     err.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' &&
-    err.cause instanceof Response &&
+    isResponse(err.cause) &&
     err.cause.status === 404
   );
 }

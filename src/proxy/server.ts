@@ -2,7 +2,7 @@
  * The listener of one egress proxy (node:http): request limits like tokend's endpoint, refusals
  * of what a forward proxy would take (CONNECT), upgrades, and a bounded close.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/types.js';
 import { EVENTS } from '../log.js';

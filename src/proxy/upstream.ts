@@ -5,13 +5,14 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import net, { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { ProxyConfig } from '../config/types.js';
 import { errnoCode, TokendError } from '../errors.js';
 import { basePathPrefix } from './target.js';
+import { http as nodeHttp } from '../util/node-http.js';
 
 /**
  * Options of the keep-alive agent for an upstream with this response timeout (ms). Idle pooled
@@ -97,13 +98,13 @@ export async function createUpstream(cfg: ProxyConfig): Promise<Upstream> {
     }
     agent = new https.Agent({ ...common, ...options });
   } else {
-    agent = new http.Agent(common);
+    agent = new nodeHttp.Agent(common);
   }
   limitConnect(agent, cfg.connectTimeoutMs, isTls);
   return {
     tls: isTls,
     agent,
-    request: isTls ? https.request : http.request,
+    request: isTls ? https.request : nodeHttp.request,
     hostname,
     port: url.port === '' ? (isTls ? 443 : 80) : Number(url.port),
     hostHeader: url.host,

@@ -1,7 +1,8 @@
-import http from 'node:http';
+import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { MAX_TOKEN_CHARS } from '../token.js';
+import { http as nodeHttp } from '../util/node-http.js';
 import { RAW_400, RAW_408, RAW_413, RAW_414, RAW_431 } from './responses.js';
 
 /**
@@ -42,7 +43,7 @@ type TrackedSocket = net.Socket & { [kIdleTimer]?: NodeJS.Timeout | undefined };
 export function createGuardedServer(limits: SocketLimits, handler: http.RequestListener): http.Server {
   const headersTimeout = limits.headersTimeoutMs;
   const requestTimeout = Math.max(limits.requestTimeoutMs, headersTimeout);
-  const server = http.createServer(
+  const server = nodeHttp.createServer(
     {
       maxHeaderSize: limits.maxHeaderSize,
       requestTimeout,
