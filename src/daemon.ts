@@ -1,4 +1,3 @@
-import cron from 'node-cron';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock } from './clock.js';
@@ -13,6 +12,7 @@ import { createTokenServer, type TokenServer } from './server/http.js';
 import { Metrics } from './server/metrics.js';
 import { createMetricsServer, type MetricsServer } from './server/metrics-server.js';
 import type { Verifier } from './verify/types.js';
+import { parseReconcileCron, scheduleReconcile } from './reconcile-cron.js';
 
 /** What the composition root may be given instead of the real thing (tests inject these). */
 export interface DaemonOptions {
@@ -67,7 +67,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
     throw err;
   }
   const started = Promise.all(tokens.refreshers.map((r) => r.start())).then(() => undefined);
-  const checks = startChecks(config, tokens.refreshers, logger);
+  const checks = startChecks(config, tokens.refreshers);
   logger.info({ event: EVENTS.daemonStarted, tokens: config.tokens.map((t) => t.name), store: config.store.type }, 'tokend started');
 
   const revokeOnShutdown = new Set(config.tokens.filter((t) => t.revokeOnShutdown).map((t) => t.name));
@@ -163,7 +163,7 @@ async function startListeners(
  * timer did not fire (timers run on the monotonic clock, which stands still while a VM is
  * suspended), and costs no I/O while nothing is.
  */
-function startChecks(config: Config, refreshers: readonly Refresher[], logger: Logger): { close(): Promise<void> } {
+function startChecks(config: Config, refreshers: readonly Refresher[]): { close(): Promise<void> } {
   const files = new FileWatcher();
   const unwatched = new Set<Refresher>();
   refreshers.forEach((r, i) => {
@@ -176,11 +176,10 @@ function startChecks(config: Config, refreshers: readonly Refresher[], logger: L
       else r.tick();
     }
   };
-  const task = cron.schedule(config.reconcileCron, tick, { name: 'tokend-reconcile', noOverlap: true, logger: cronLogger(logger) });
+  const task = scheduleReconcile(parseReconcileCron(config.reconcileCron), tick);
   return {
     async close() {
-      await task.stop();
-      await task.destroy?.();
+      task.stop();
       files.close();
     },
   };
@@ -194,13 +193,3 @@ async function revokeQuietly(r: Refresher, logger: Logger): Promise<void> {
   }
 }
 
-// node-cron prints its own warnings to the console; route them into the JSON log instead.
-function cronLogger(logger: Logger) {
-  const l = logger.child({ component: 'cron' });
-  return {
-    info: (m: string) => l.debug(m),
-    warn: (m: string) => l.debug(m),
-    error: (m: string | Error) => l.warn({ error: errorSummary(m) }, 'cron error'),
-    debug: (m: string | Error) => l.trace(String(m)),
-  };
-}

@@ -4,7 +4,7 @@
  * configured value: a mistyped secret must not end up in a log.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { validateDetailed as validateCron } from 'node-cron';
+import { parseReconcileCron } from '../reconcile-cron.js';
 import * as z from 'zod';
 import { isLoopbackHost } from '../net.js';
 import { TOKEN_NAME_RE } from '../token.js';
@@ -272,11 +272,10 @@ export const mode = z
   });
 
 export const cron = z.string().superRefine((s, ctx) => {
-  const r = validateCron(s);
-  if (!r.valid) {
-    const detail = r.errors?.[0]?.message;
-    const why = detail ? ` (${detail})` : '';
-    report(ctx, [], `expected a node-cron expression like "${DEFAULT_RECONCILE_CRON}"${why}`);
+  try {
+    parseReconcileCron(s);
+  } catch (err) {
+    report(ctx, [], `expected a node-cron expression like "${DEFAULT_RECONCILE_CRON}" (${(err as Error).message})`);
   }
 });
 
