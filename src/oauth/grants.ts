@@ -28,7 +28,6 @@ import { clientSecretBasic } from './secret-basic.js';
 import { attachRotatedRefreshToken, rotatedRefreshTokenOf, type TokenSource } from './source.js';
 import { newRecord, operationFetch, type OperationRecord } from './transport.js';
 
-export { jwtLifetimeMs, MAX_LIFETIME_MS, toGrantResult } from './answer.js';
 
 /** Dependencies of createTokenSource. */
 export interface TokenSourceDeps {

@@ -24,7 +24,6 @@ import { routePublic, routeV1 } from './routes.js';
 import { createGuardedServer, DEFAULT_MAX_HEADER_BYTES, requestStarted } from './sockets.js';
 import type { EndpointState, MetricsSource, VerifyFunction } from './types.js';
 
-export { removeStaleSocket } from './listen.js';
 export type { MetricsSource, VerifyFunction } from './types.js';
 
 /** Options of {@link createTokenServer}. Durations in milliseconds. */

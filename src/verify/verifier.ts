@@ -14,7 +14,6 @@ import type { Verifier, VerifyOutcome } from './types.js';
 
 export type { VerifierDeps } from './context.js';
 export type { Verifier, VerifyOutcome, VerifyReason } from './types.js';
-export { peekJwt } from './jwt.js';
 
 /** RFC 6750 §2.1 b64token: what an opaque bearer token may look like. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
