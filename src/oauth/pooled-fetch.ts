@@ -19,6 +19,7 @@ import https from 'node:https';
 import { Readable, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import { http } from '../util/node-http.js';
+import { NULL_BODY_STATUSES } from '../util/fetch-classes.js';
 
 /** How long an idle pooled connection is kept (ms): 4 s, undici's keep-alive default. */
 export const POOL_IDLE_MS = 4_000;
@@ -38,8 +39,6 @@ export interface PooledFetch {
   close(): void;
 }
 
-// Statuses whose answers have no body.
-const NULL_BODY = new Set([101, 204, 205, 304]);
 
 const DECODERS: Record<string, () => Transform> = {
   gzip: () => zlib.createGunzip(),
@@ -137,7 +136,7 @@ function toResponse(res: IncomingMessage, method: string, signal: AbortSignal | 
   const status = res.statusCode ?? 0;
   const headers = new Headers();
   for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string);
-  if (NULL_BODY.has(status) || method === 'HEAD') {
+  if (NULL_BODY_STATUSES.has(status) || method === 'HEAD') {
     res.resume();
     return new Response(null, { status, statusText: res.statusMessage ?? '', headers });
   }

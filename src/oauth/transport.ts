@@ -11,6 +11,7 @@ import { DEFAULT_MAX_RESPONSE_BYTES, readBounded } from '../util/bounded-fetch.j
 import { linkSignals } from '../util/abort.js';
 import { inspectTokenAnswer, tokenTypeError, type TokenAnswerFacts } from './answer.js';
 import type { Exchange, GrantPhase } from './classify.js';
+import { NULL_BODY_STATUSES } from '../util/fetch-classes.js';
 
 /** What one operation's requests met; filled in by operationFetch, read when classifying an error. */
 export interface OperationRecord {
@@ -57,8 +58,6 @@ export function displayUrl(url: string): string {
   }
 }
 
-// Statuses whose answers must not be given a body.
-const NULL_BODY = new Set([101, 204, 205, 304]);
 
 /** The fetch for one operation; see the module comment. Records into `record`. */
 export function operationFetch(opts: OperationFetchOptions, record: OperationRecord): CustomFetch {
@@ -76,7 +75,7 @@ export function operationFetch(opts: OperationFetchOptions, record: OperationRec
       const who = opts.tokenName === undefined ? opts.phase : `token "${opts.tokenName}": ${opts.phase}`;
       const what = `${who} ${exchange.method} ${exchange.url}`;
       const bytes = await readBounded(res, maxBytes, what, code);
-      let body: Uint8Array<ArrayBuffer> | string | null = NULL_BODY.has(res.status) ? null : bytes;
+      let body: Uint8Array<ArrayBuffer> | string | null = NULL_BODY_STATUSES.has(res.status) ? null : bytes;
       if (res.status === 200 && tokenEndpoint !== undefined && url === tokenEndpoint) {
         const inspected = inspectTokenAnswer(new TextDecoder().decode(bytes));
         record.answer = inspected.facts;

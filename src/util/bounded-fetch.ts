@@ -1,4 +1,5 @@
 import { TokendError } from '../errors.js';
+import { NULL_BODY_STATUSES, readStream } from './fetch-classes.js';
 
 /** Largest answer read from an IdP (token, discovery, JWKS, introspection, revocation): 1 MiB. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -22,26 +23,9 @@ export async function readBounded(
     throw tooLarge();
   }
   if (res.body === null) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => undefined);
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  const bytes = await readStream(res.body, maxBytes);
+  if (bytes === undefined) throw tooLarge();
+  return bytes;
 }
 
 /**
@@ -57,8 +41,6 @@ export function boundedFetch(
   return async (input, init) => {
     const res = await fetchImpl(input, init);
     const body = await readBounded(res, maxBytes, what);
-    // 204/304 and friends must not be given a body.
-    const nullBody = res.status === 101 || res.status === 204 || res.status === 205 || res.status === 304;
-    return new Response(nullBody ? null : body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    return new Response(NULL_BODY_STATUSES.has(res.status) ? null : body, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
 }

@@ -121,8 +121,8 @@ export interface FetchResponseInit {
   readonly headers?: HeadersInput;
 }
 
-// Statuses whose answers have no body.
-const NULL_BODY = new Set([101, 204, 205, 304]);
+/** Statuses whose answers have no body (the Fetch standard's "null body status"). */
+export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 204, 205, 304]);
 // A reason phrase: no CR, LF or characters outside Latin-1 (the Fetch standard's check).
 const BAD_STATUS_TEXT = /[\r\n]|[^\t\x20-\x7e\x80-\xff]/;
 
@@ -146,15 +146,23 @@ function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+/**
+ * Reads a stream to its end into one array. Past maxBytes it cancels the stream and returns
+ * undefined, so an oversized answer is never held whole.
+ */
+export async function readStream(stream: ReadableStream<Uint8Array>, maxBytes = Infinity): Promise<Uint8Array<ArrayBuffer> | undefined> {
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let length = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
     length += value.byteLength;
+    if (length > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
   }
   const out = new Uint8Array(length);
   let at = 0;
@@ -188,7 +196,7 @@ export class FetchResponse {
     this.statusText = statusText;
     this.headers = new FetchHeaders(init.headers);
     const extracted = extractBody(body);
-    if ((extracted.bytes !== undefined || extracted.stream !== undefined) && NULL_BODY.has(status)) {
+    if ((extracted.bytes !== undefined || extracted.stream !== undefined) && NULL_BODY_STATUSES.has(status)) {
       throw new TypeError(`Response: a ${status} answer cannot have a body`);
     }
     this.#bytes = extracted.bytes;
@@ -218,7 +226,7 @@ export class FetchResponse {
     if (this.#bytes === undefined && this.#stream === undefined) return new Uint8Array(0);
     this.#used = true;
     if (this.#bytes !== undefined) return new Uint8Array(this.#bytes) as Uint8Array<ArrayBuffer>;
-    return (await readAll(this.#stream!)) as Uint8Array<ArrayBuffer>;
+    return (await readStream(this.#stream!))!;
   }
 
   async arrayBuffer(): Promise<ArrayBuffer> {
