@@ -53,22 +53,12 @@ export async function federatedSubClaims(ctx: { tokendFederatedSub?: string } | 
 /** Registers the JWT bearer and token exchange grants on the provider. (Closures over one provider's settings, hence longer than 60 lines.) */
 export function registerFederatedGrants(fed: DevFederation, c: FederationContext): void {
   const { provider, errors } = c;
-  const keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  const foreignKeys = keySetsByDiscovery();
   const tokenEndpoint = `${provider.issuer.replace(/\/$/, '')}/token`;
   const audience = fed.audience ?? tokenEndpoint;
   const refuse = (why: string): never => {
     throw new errors.InvalidGrant!(why);
   };
-
-  async function foreignKeys(issuer: string): Promise<ReturnType<typeof createRemoteJWKSet>> {
-    let set = keySets.get(issuer);
-    if (set === undefined) {
-      const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string };
-      set = createRemoteJWKSet(new URL(meta.jwks_uri));
-      keySets.set(issuer, set);
-    }
-    return set;
-  }
 
   /** The subject of a token from a trusted foreign issuer, after checking signature, audience, expiry and the subject. */
   async function foreignSubject(token: string | undefined): Promise<string> {
@@ -138,4 +128,21 @@ export function registerFederatedGrants(fed: DevFederation, c: FederationContext
     },
     ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience', 'resource', 'scope'],
   );
+}
+
+/**
+ * A trusted issuer's keys, found through its discovery document (as Keycloak and Entra ID do),
+ * one remote key set per issuer.
+ */
+export function keySetsByDiscovery(): (issuer: string) => Promise<ReturnType<typeof createRemoteJWKSet>> {
+  const keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  return async (issuer) => {
+    let set = keySets.get(issuer);
+    if (set === undefined) {
+      const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string };
+      set = createRemoteJWKSet(new URL(meta.jwks_uri));
+      keySets.set(issuer, set);
+    }
+    return set;
+  };
 }

@@ -21,7 +21,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import OAuth2Server from '@node-oauth/oauth2-server';
 // The library's token handler, extended below: v5 has no hook for client authentication methods.
 import TokenHandler from '@node-oauth/oauth2-server/lib/handlers/token-handler.js';
-import { createRemoteJWKSet, decodeJwt, exportJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { decodeJwt, exportJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { keySetsByDiscovery } from '../../dev/idp-federation.js';
 import { readBody, sendJson } from './http-io.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -105,24 +106,13 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
   const lifetime = opts.accessTokenLifetimeSec ?? 60;
   const requests: SeenRequest[] = [];
   const clients: Client[] = opts.clients.map((c) => ({ id: c.clientId, grants: c.grants ?? DEFAULT_GRANTS, def: c }));
-  const keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  const keysOf = keySetsByDiscovery();
 
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const tokenEndpoint = `${url}/token`;
   const audience = opts.assertionAudience ?? tokenEndpoint;
-
-  /** The trusted issuer's keys, found through its discovery document (as Keycloak and Entra ID do). */
-  async function keysOf(issuer: string): Promise<ReturnType<typeof createRemoteJWKSet>> {
-    let set = keySets.get(issuer);
-    if (set === undefined) {
-      const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string };
-      set = createRemoteJWKSet(new URL(meta.jwks_uri));
-      keySets.set(issuer, set);
-    }
-    return set;
-  }
 
   /** Verifies a token from a trusted foreign issuer; returns its (iss, sub), or throws Error(reason). */
   async function verifyForeign(token: string): Promise<{ iss: string; sub: string }> {
