@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
+import { LogLines, type LogLine } from './log-lines.js';
 
 /** The built CLI, as users and the Docker image run it. Tests run `npm run build` first (pretest). */
 export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
@@ -24,8 +25,7 @@ export function ensureBuiltCli(): boolean {
   return existsSync(CLI);
 }
 
-/** A parsed log line. */
-export type LogLine = Record<string, unknown> & { event?: string; token?: string; level?: string; msg?: string };
+export type { LogLine } from './log-lines.js';
 
 /** Asks the OS for a free loopback port (listen on 0, read it, close). */
 export async function freePort(): Promise<number> {
@@ -54,24 +54,25 @@ export function scratch(prefix = 'tokend-test-'): { dir: string; file(name: stri
 }
 
 /** A `tokend` child process with its output captured line by line. */
-export class TokendProcess {
+export class TokendProcess extends LogLines {
   readonly child: ChildProcess;
-  /** Every stdout line as JSON (non-JSON lines are kept as { raw }). */
-  readonly lines: LogLine[] = [];
   /** Everything written to stdout and stderr, for secrecy checks. */
   output = '';
   stderr = '';
-  private waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [CLI, ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+    super(20_000, exited.then(({ code, signal }) => `tokend exited (code ${code}, signal ${signal})`));
+    this.child = child;
+    this.exited = exited;
     let buf = '';
-    this.child.stdout!.setEncoding('utf8');
-    this.child.stdout!.on('data', (chunk: string) => {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
       this.output += chunk;
       buf += chunk;
       let i: number;
@@ -85,57 +86,18 @@ export class TokendProcess {
         } catch {
           line = { raw: text };
         }
-        this.lines.push(line);
-        this.waiters = this.waiters.filter((w) => {
-          if (w.pred(line)) {
-            w.resolve(line);
-            return false;
-          }
-          return true;
-        });
+        this.push(line);
       }
     });
-    this.child.stderr!.setEncoding('utf8');
-    this.child.stderr!.on('data', (chunk: string) => {
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
       this.output += chunk;
       this.stderr += chunk;
     });
-    this.exited = new Promise((res) => this.child.once('exit', (code, signal) => res({ code, signal })));
   }
 
-  /** Resolves with the first line (already seen or future) matching pred; rejects after timeoutMs. */
-  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 20_000, what = 'log line'): Promise<LogLine> {
-    const seen = this.lines.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.lines.slice(-8).map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${this.stderr.slice(-2000)}`));
-      }, timeoutMs);
-      const done = (l: LogLine): void => {
-        clearTimeout(timer);
-        resolve(l);
-      };
-      this.waiters.push({ pred, resolve: done });
-      void this.exited.then(({ code, signal }) => {
-        if (this.waiters.some((w) => w.resolve === done)) {
-          clearTimeout(timer);
-          reject(new Error(`tokend exited (code ${code}, signal ${signal}) while waiting for ${what}; stderr: ${this.stderr.slice(-2000)}`));
-        }
-      });
-    });
-  }
-
-  /** Waits until at least `nth` (default 1) lines carry this event (and token, if given); resolves with the nth. */
-  async waitForEvent(event: string, opts: { token?: string; nth?: number; timeoutMs?: number } = {}): Promise<LogLine> {
-    const nth = opts.nth ?? 1;
-    const matching = (): LogLine[] => this.events(event, opts.token);
-    await this.waitFor(() => matching().length >= nth, opts.timeoutMs, `${event}${opts.token ? ` for ${opts.token}` : ''} #${nth}`);
-    return matching()[nth - 1]!;
-  }
-
-  events(event: string, token?: string): LogLine[] {
-    return this.lines.filter((l) => l.event === event && (!token || l.token === token));
+  protected override detail(): string {
+    return `\nstderr: ${this.stderr.slice(-2000)}`;
   }
 
   /** SIGTERM and wait for the exit. */
