@@ -57,6 +57,25 @@ export function metricsPort(tokend: Obj): { name: string; containerPort: number 
 }
 
 /** The TCP port of a parsed listen address (undefined for a unix socket or none). */
+/** The one object of a kind (and name); fails the test unless there is exactly one. */
+export function one(objects: readonly Obj[], kind: string, name?: string): Obj {
+  const found = find(objects, kind, name);
+  expect(found, `exactly one ${kind}${name ? ` ${name}` : ''}`).toHaveLength(1);
+  return found[0] as Obj;
+}
+
+/** The application Deployment: the one that carries tokend. */
+export function appDeployment(objects: readonly Obj[]): Obj {
+  return one(objects, 'Deployment', 'orders-app');
+}
+
+/** The application's own container in a pod spec. */
+export function appContainer(pod: Obj): Obj {
+  const found = (pod.containers ?? []).filter((c: Obj) => c.name === 'app');
+  expect(found, 'one app container').toHaveLength(1);
+  return found[0] as Obj;
+}
+
 export function listenPort(addr: ListenAddress | undefined): number | undefined {
   return addr?.kind === 'tcp' ? addr.port : undefined;
 }

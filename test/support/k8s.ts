@@ -69,6 +69,15 @@ export function allContainers(pod: Obj): Obj[] {
   return [...(pod.initContainers ?? []), ...(pod.containers ?? [])];
 }
 
+/** A Kubernetes quantity in base units (cores, bytes). */
+export function quantity(q: string | number): number {
+  if (typeof q === 'number') return q;
+  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|Ki|Mi|Gi)?$/.exec(q);
+  if (m === null) throw new Error(`unsupported quantity ${q}`);
+  const factor: Record<string, number> = { m: 1e-3, k: 1e3, M: 1e6, G: 1e9, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
+  return Number(m[1]) * (m[2] ? (factor[m[2]] as number) : 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema validation.
 

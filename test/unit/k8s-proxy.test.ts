@@ -4,20 +4,14 @@
  * tokend config passes tokend's own parser, and the application reaches its upstream through the
  * proxy only (its base URL is the proxy's loopback address; it never sees a token or a credential).
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, posix, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as apps from 'kubernetes-models/apps/v1';
-import * as core from 'kubernetes-models/v1';
-import { parseAllDocuments } from 'yaml';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { allContainers, K8S, quantity, render, unknownFieldsOf, validateSchema, type Obj } from '../support/k8s.js';
+import { appDeployment, dockerfileFacts, podSpec, tokendConfigText } from '../support/k8s-tokend.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const OVERLAY = join(ROOT, 'k8s/overlays/egress-proxy');
-const MODELS_DIR = join(ROOT, 'node_modules/kubernetes-models');
+const OVERLAY = join(K8S, 'overlays/egress-proxy');
 const MiB = 2 ** 20;
 
 /**
@@ -27,79 +21,24 @@ const MiB = 2 ** 20;
  */
 const MEASURED = { proxyPeakRssMiB: 150, probeRssMiB: 100 };
 
-type Obj = Record<string, any>;
-const MODELS: Record<string, Record<string, any>> = { v1: core, 'apps/v1': apps };
-
-/** Property name -> declared type, and imported type -> file, of the first interface in a kubernetes-models .d.ts. */
-function shapeOf(file: string): { props: Map<string, string>; imports: Map<string, string> } | null {
-  const lines = readFileSync(file, 'utf8').split('\n');
-  const imports = new Map<string, string>();
-  for (const line of lines) {
-    const m = /^import \{ (\w+) \} from "([^"]+)";$/.exec(line);
-    if (m) imports.set(m[1] as string, `${m[2]!.startsWith('.') ? resolve(dirname(file), m[2]!) : join(ROOT, 'node_modules', m[2]!)}.d.ts`);
-  }
-  const start = lines.findIndex((l) => /^export interface \w+/.test(l));
-  if (start === -1) return null;
-  const props = new Map<string, string>();
-  if (/extends TypeMeta/.test(lines[start] as string)) ['apiVersion', 'kind'].forEach((k) => props.set(k, 'string'));
-  for (let i = start + 1; i < lines.length && !/^\}/.test(lines[i] as string); i++) {
-    const m = /^ {4}"([^"]+)"\??: (.*?);?$/.exec(lines[i] as string);
-    if (m) props.set(m[1] as string, m[2] as string);
-  }
-  return { props, imports };
-}
-
-/** Paths of every property the Kubernetes API does not define (kubernetes-models accepts extras; the API server does not). */
-function unknownFields(value: unknown, file: string, path: string): string[] {
-  const shape = shapeOf(file);
-  if (shape === null || typeof value !== 'object' || value === null || Array.isArray(value)) return [];
-  return Object.entries(value).flatMap(([key, child]) => {
-    const type = shape.props.get(key);
-    if (type === undefined) return [`${path}.${key}`];
-    const array = /^Array<(\w+)>$/.exec(type);
-    const ref = array ? array[1] : /^\w+$/.test(type) ? type : undefined;
-    const childFile = ref === undefined ? undefined : shape.imports.get(ref);
-    if (childFile === undefined) return [];
-    if (array && Array.isArray(child)) return child.flatMap((c, i) => unknownFields(c, childFile, `${path}.${key}[${i}]`));
-    return unknownFields(child, childFile, `${path}.${key}`);
-  });
-}
-
 let objects: Obj[] = [];
 let pod: Obj;
 let config: Config;
 
-const container = (name: string): Obj => [...(pod.initContainers ?? []), ...pod.containers].find((c: Obj) => c.name === name);
-const UNIT: Record<string, number> = { '': 1, m: 1e-3, Mi: MiB, Gi: 1024 * MiB };
-/** A Kubernetes quantity in base units (cores, bytes). */
-function quantity(q: string | number): number {
-  if (typeof q === 'number') return q;
-  const m = /^(\d+(?:\.\d+)?)(m|Mi|Gi)?$/.exec(q);
-  if (m === null) throw new Error(`unsupported quantity ${q}`);
-  return Number(m[1]) * (UNIT[m[2] ?? ''] as number);
-}
-
+const container = (name: string): Obj => allContainers(pod).find((c: Obj) => c.name === name) as Obj;
 beforeAll(() => {
-  const text = execFileSync('kubectl', ['kustomize', OVERLAY], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  objects = parseAllDocuments(text).map((d) => d.toJS() as Obj);
-  pod = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'orders-app')!.spec.template.spec;
-  const tokend = container('tokend');
-  const path = (tokend.env as Obj[]).find((e) => e.name === 'TOKEND_CONFIG')!.value as string;
-  const mount = (tokend.volumeMounts as Obj[]).find((m) => path.startsWith(`${m.mountPath}/`))!;
-  const cmName = (pod.volumes as Obj[]).find((v) => v.name === mount.name)!.configMap.name;
-  const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === cmName)!;
-  config = parseConfig(cm.data[posix.relative(mount.mountPath, path)], { env: {}, source: 'config.yaml' });
+  objects = render(OVERLAY);
+  const app = appDeployment(objects);
+  pod = podSpec(app);
+  config = parseConfig(tokendConfigText(objects, app, dockerfileFacts().env.TOKEND_CONFIG as string).text, { env: {}, source: 'config.yaml' });
 }, 30_000);
 
 describe('k8s overlays/egress-proxy', () => {
   it('renders, and every object validates against the Kubernetes API schema with no unknown field', () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'Secret']);
     for (const o of objects) {
-      const Model = MODELS[o.apiVersion]?.[o.kind];
-      expect(() => new Model(o).validate(), `${o.kind}/${o.metadata.name}`).not.toThrow();
-      const file = join(MODELS_DIR, o.apiVersion, `${o.kind}.d.ts`);
-      expect(existsSync(file)).toBe(true);
-      expect(unknownFields(o, file, `${o.kind}/${o.metadata.name}`)).toEqual([]);
+      expect(() => validateSchema(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+      expect(unknownFieldsOf(o)).toEqual([]);
     }
   });
 

@@ -9,7 +9,7 @@ import { join, posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { find, K8S, render, type Obj } from '../support/k8s.js';
-import { aclUsers, dockerfileFacts, podSpec, tokendConfigText, tokendContainer } from '../support/k8s-tokend.js';
+import { aclUsers, appContainer, appDeployment, dockerfileFacts, one, podSpec, tokendConfigText, tokendContainer } from '../support/k8s-tokend.js';
 
 const DOCKERFILE = dockerfileFacts();
 let rendered: Obj[] = [];
@@ -17,19 +17,6 @@ beforeAll(() => {
   rendered = render(join(K8S, 'overlays/redis'));
 }, 30_000);
 
-function one(objects: readonly Obj[], kind: string, name?: string): Obj {
-  const found = find(objects, kind, name);
-  expect(found, `exactly one ${kind}${name ? ` ${name}` : ''}`).toHaveLength(1);
-  return found[0] as Obj;
-}
-
-function appDeployment(objects: readonly Obj[]): Obj {
-  return one(objects, 'Deployment', 'orders-app');
-}
-
-function appContainer(pod: Obj): Obj {
-  return (pod.containers as Obj[]).find((c) => c.name === 'app') as Obj;
-}
 
 describe('k8s overlays/redis: Redis store with ACL users', () => {
   const objects = (): Obj[] => rendered;

@@ -8,7 +8,7 @@ import { posix, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
-import { kustomize, unknownFields, validateAgainstSchema, type K8sObject } from '../support/k8s-models.js';
+import { allContainers, render, unknownFieldsOf, validateSchema, type Obj as K8sObject } from '../support/k8s.js';
 
 const OVERLAY = resolve(import.meta.dirname, '../../k8s/overlays/workload-identity');
 
@@ -17,7 +17,7 @@ let pod: K8sObject;
 let config: Config;
 let rawConfig: string;
 
-const containers = (): K8sObject[] => [...(pod.initContainers ?? []), ...(pod.containers ?? [])];
+const containers = (): K8sObject[] => allContainers(pod);
 const container = (name: string): K8sObject => {
   const found = containers().filter((c) => c.name === name);
   expect(found, `one ${name} container`).toHaveLength(1);
@@ -26,7 +26,7 @@ const container = (name: string): K8sObject => {
 const volume = (name: string): K8sObject | undefined => (pod.volumes as K8sObject[]).find((v) => v.name === name);
 
 beforeAll(() => {
-  objects = kustomize(OVERLAY);
+  objects = render(OVERLAY);
   const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'orders-app') as K8sObject;
   pod = deployment.spec.template.spec;
   const mount = (container('tokend').volumeMounts as K8sObject[]).find((m) => m.mountPath === '/etc/tokend') as K8sObject;
@@ -39,8 +39,8 @@ describe('k8s overlays/workload-identity: no Secret in the pod', () => {
   it('renders offline, and every object validates against the Kubernetes API schema with no unknown field', () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'ServiceAccount']);
     for (const o of objects) {
-      expect(() => validateAgainstSchema(o), `${o.kind}/${o.metadata?.name}`).not.toThrow();
-      expect(unknownFields(o), `${o.kind}/${o.metadata?.name}`).toEqual([]);
+      expect(() => validateSchema(o), `${o.kind}/${o.metadata?.name}`).not.toThrow();
+      expect(unknownFieldsOf(o), `${o.kind}/${o.metadata?.name}`).toEqual([]);
     }
   });
 

@@ -14,8 +14,8 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuiltCli, CLI } from '../support/daemon.js';
-import { allContainers, find, K8S, put, render, renderOwn, unknownFieldsOf, validateSchema, workloads, type Obj } from '../support/k8s.js';
-import { dockerfileFacts, listenPort, metricsPort, podSpec, tokendContainer, tokendConfigText } from '../support/k8s-tokend.js';
+import { allContainers, find, K8S, put, quantity, render, renderOwn, unknownFieldsOf, validateSchema, workloads, type Obj } from '../support/k8s.js';
+import { appContainer, appDeployment, dockerfileFacts, listenPort, metricsPort, one, podSpec, tokendContainer, tokendConfigText } from '../support/k8s-tokend.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 
@@ -36,31 +36,6 @@ const MEASURED = { daemonSteadyRssMiB: 93, daemonPeakRssMiB: 112, probeRssMiB: 5
 
 // ---------------------------------------------------------------------------------------------
 
-function one(objects: readonly Obj[], kind: string, name?: string): Obj {
-  const found = find(objects, kind, name);
-  expect(found, `exactly one ${kind}${name ? ` ${name}` : ''}`).toHaveLength(1);
-  return found[0] as Obj;
-}
-
-/** The application Deployment: the one that carries tokend. */
-function appDeployment(objects: readonly Obj[]): Obj {
-  return one(objects, 'Deployment', 'orders-app');
-}
-
-function appContainer(pod: Obj): Obj {
-  const found = (pod.containers ?? []).filter((c: Obj) => c.name === 'app');
-  expect(found, 'one app container').toHaveLength(1);
-  return found[0] as Obj;
-}
-
-/** A Kubernetes quantity in base units (cores, bytes). */
-function quantity(q: string | number): number {
-  if (typeof q === 'number') return q;
-  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|Ki|Mi|Gi)?$/.exec(q);
-  if (m === null) throw new Error(`unsupported quantity ${q}`);
-  const factor: Record<string, number> = { m: 1e-3, k: 1e3, M: 1e6, G: 1e9, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
-  return Number(m[1]) * (m[2] ? (factor[m[2]] as number) : 1);
-}
 
 function effective(pod: Obj, c: Obj, key: string): unknown {
   return c.securityContext?.[key] ?? pod.securityContext?.[key];
