@@ -1,41 +1,20 @@
 import { createHook } from 'node:async_hooks';
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { TokenHandle, TokenStatus } from '../../src/refresh/handle.js';
 import { Metrics } from '../../src/server/metrics.js';
-import { isUsable, type AccessToken } from '../../src/token.js';
+import { TestHandle } from '../support/http-client.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const SECRET = 'eyJhbGciOiJFUzI1NiJ9.bWV0cmljcy1zZWNyZXQ.c2ln';
 
-class FakeHandle implements TokenHandle {
-  token: AccessToken | undefined;
-  ready = true;
-  constructor(
-    readonly name: string,
-    private readonly clock: FakeClock,
-  ) {}
-  current(): AccessToken | undefined {
-    return isUsable(this.token, this.clock) ? this.token : undefined;
-  }
-  ensureFresh(): Promise<AccessToken> {
-    return Promise.reject(new Error('not used'));
-  }
-  status(): TokenStatus {
-    return { name: this.name, ready: this.ready, reason: this.ready ? undefined : 'expired' };
-  }
-  retryAfterMs(): number {
-    return 1_000;
-  }
-}
-
 function setup() {
   const clock = new FakeClock();
-  const orders = new FakeHandle('orders', clock);
+  const orders = new TestHandle('orders', clock);
   orders.token = { accessToken: SECRET, tokenType: 'Bearer', expiresAt: clock.now() + 120_000, obtainedAt: clock.now() };
-  const billing = new FakeHandle('billing', clock);
+  const billing = new TestHandle('billing', clock);
   billing.ready = false;
-  const handles = new Map<string, FakeHandle>([
+  billing.reason = 'expired';
+  const handles = new Map<string, TestHandle>([
     ['orders', orders],
     ['billing', billing],
   ]);
@@ -172,7 +151,7 @@ describe('Metrics', () => {
 
   it('drops every token label with perToken: false, counting refreshes by result only', async () => {
     const clock = new FakeClock();
-    const handles = new Map(Array.from({ length: 50 }, (_, i) => [`t${i}`, new FakeHandle(`t${i}`, clock)] as const));
+    const handles = new Map(Array.from({ length: 50 }, (_, i) => [`t${i}`, new TestHandle(`t${i}`, clock)] as const));
     const metrics = new Metrics({ clock, handles, perToken: false, processMetrics: false });
     metrics.refreshFinished('t1', 'success', 20);
     metrics.refreshFinished('t2', 'success', 20);
