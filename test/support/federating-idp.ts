@@ -17,13 +17,12 @@
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import OAuth2Server from '@node-oauth/oauth2-server';
 // The library's token handler, extended below: v5 has no hook for client authentication methods.
 import TokenHandler from '@node-oauth/oauth2-server/lib/handlers/token-handler.js';
 import { decodeJwt, exportJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { keySetsByDiscovery } from '../../dev/idp-federation.js';
-import { readBody, sendJson } from './http-io.js';
+import { listenOnLoopback, readBody, sendJson } from './http-io.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -109,8 +108,7 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
   const keysOf = keySetsByDiscovery();
 
   const server: Server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, close } = await listenOnLoopback(server);
   const tokenEndpoint = `${url}/token`;
   const audience = opts.assertionAudience ?? tokenEndpoint;
 
@@ -269,11 +267,6 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
     sendJson(res, response.status ?? 200, response.body, response.headers as Record<string, string>);
   };
 
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch(() => {
       if (!res.headersSent) sendJson(res, 500, { error: 'server_error' });
@@ -285,11 +278,7 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
     tokenEndpoint,
     requests,
     publicJwks: () => ({ keys: [publicJwk] }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      }),
+    close,
   };
 }
 

@@ -12,9 +12,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import OAuth2Server from '@node-oauth/oauth2-server';
-import { readBody, sendJson } from './http-io.js';
+import { listenOnLoopback, readBody, sendJson } from './http-io.js';
 
 /** A client registered with the server. */
 export interface OAuth2Client {
@@ -154,19 +153,13 @@ export async function startOAuth2Server(opts: OAuth2ServerOptions = {}): Promise
     }
   };
 
-  const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
     handle(req, res).catch(() => {
       if (!res.headersSent) sendJson(res, 500, { error: 'server_error' });
     });
   });
-  server.on('connection', (s: Socket) => {
-    stats.connections++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server.on('connection', () => void stats.connections++);
+  const { url, close } = await listenOnLoopback(server);
 
   return {
     url,
@@ -207,10 +200,7 @@ export async function startOAuth2Server(opts: OAuth2ServerOptions = {}): Promise
     stats: () => ({ ...stats, grants: { ...stats.grants }, errors: { ...stats.errors } }),
     close() {
       gate?.release();
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
+      return close();
     },
   };
 }

@@ -7,7 +7,7 @@
  * the proxy's URL as its issuer builds endpoint URLs that point back at the proxy.
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './http-io.js';
 
 /** Rewrites a parsed 200 JSON answer; returns the new body (any JSON value). */
 export type JsonRewrite = (body: Record<string, unknown>) => unknown;
@@ -36,7 +36,6 @@ export async function startRewriteProxy(targetUrl?: string): Promise<RewriteProx
   let rewrite: { fn: JsonRewrite; re: RegExp } | undefined;
   let local: LocalAnswer | undefined;
   const seen: Array<{ path: string; body: string }> = [];
-  const sockets = new Set<Socket>();
 
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -75,12 +74,7 @@ export async function startRewriteProxy(targetUrl?: string): Promise<RewriteProx
       upstream.end(body);
     });
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, close } = await listenOnLoopback(server);
 
   return {
     url,
@@ -95,11 +89,6 @@ export async function startRewriteProxy(targetUrl?: string): Promise<RewriteProx
     },
     bodies: (re) => seen.filter((s) => re.test(s.path)).map((s) => s.body),
     count: (re) => seen.filter((s) => re.test(s.path)).length,
-    close() {
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-    },
+    close,
   };
 }
