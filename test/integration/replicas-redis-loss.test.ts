@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getToken, until, type LogLine } from '../support/daemon.js';
+import { until, type LogLine } from '../support/daemon.js';
 import { startFleet, type Fleet } from '../support/fleet.js';
 
 describe('replicas sharing Redis: Redis loses its data', () => {

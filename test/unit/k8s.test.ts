@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuiltCli, CLI } from '../support/daemon.js';
-import { allContainers, find, K8S, put, quantity, render, renderOwn, unknownFieldsOf, validateSchema, workloads, type Obj } from '../support/k8s.js';
+import { allContainers, K8S, put, quantity, render, renderOwn, unknownFieldsOf, validateSchema, workloads, type Obj } from '../support/k8s.js';
 import { appContainer, appDeployment, dockerfileFacts, listenPort, metricsPort, one, podSpec, tokendContainer, tokendConfigText } from '../support/k8s-tokend.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';

@@ -393,7 +393,7 @@ describe('JWKS caching and key rotation', () => {
     const token = await sign();
     for (let i = 0; i < 3; i++) await expect(v.verify(token)).rejects.toMatchObject({ code: 'GRANT_TRANSIENT' });
     expect(idp.counts.discovery).toBe(1);
-    const warnings = logLines.map((l) => JSON.parse(l) as { event?: string }).filter((l) => l.event === 'verify.unavailable');
+    const warnings = logLines.map((l) => JSON.parse(l) as { event?: string; issuer?: string; error?: { message?: string } }).filter((l) => l.event === 'verify.unavailable');
     expect(warnings).toHaveLength(1);
     idp.discoveryStatus = 200;
     await clock.advance(5_000);
@@ -561,8 +561,8 @@ describe('opaque tokens (RFC 7662 introspection)', () => {
 
 describe('answers from the IdP are read up to 1 MiB', () => {
   const MiB = 1024 * 1024;
-  const warnings = (): Array<{ issuer?: string; err?: { message?: string } }> =>
-    logLines.map((l) => JSON.parse(l) as { event?: string }).filter((l) => l.event === 'verify.unavailable');
+  const warnings = (): Array<{ issuer?: string; error?: { message?: string } }> =>
+    logLines.map((l) => JSON.parse(l) as { event?: string; issuer?: string; error?: { message?: string } }).filter((l) => l.event === 'verify.unavailable');
 
   it('answers GRANT_TRANSIENT (503), never a bad token, to a JWKS streaming 100 MB, and never holds it in memory', async () => {
     idp.flood = '/jwks';
