@@ -288,16 +288,20 @@ function limiterFor(s: SourceState, as: client.ServerMetadata | undefined): Gran
 async function credentialFingerprint(s: SourceState): Promise<string> {
   const { cfg, deps } = s;
   const hash = createHash('sha256');
-  const part = async (label: string, src: SecretSource | undefined): Promise<void> => {
+  // Hashes one credential; returns a file's bytes (undefined if it is missing or not a file).
+  const part = async (label: string, src: SecretSource | undefined): Promise<Buffer | undefined> => {
     hash.update(`${label}:`);
     if (!src) return void hash.update('-;');
     if (src.kind === 'literal') return void hash.update(`${src.value};`);
+    let bytes: Buffer | undefined;
     try {
-      hash.update(await readFile(src.path));
+      bytes = await readFile(src.path);
+      hash.update(bytes);
     } catch (err) {
       hash.update(`missing:${(err as NodeJS.ErrnoException).code ?? ''}`);
     }
     hash.update(';');
+    return bytes;
   };
   await part('secret', cfg.clientSecret);
   await part('key', cfg.privateKeyFile ? { kind: 'file', path: cfg.privateKeyFile } : undefined);
@@ -310,9 +314,8 @@ async function credentialFingerprint(s: SourceState): Promise<string> {
   ];
   for (const [kind, path] of files) {
     if (path === undefined) continue;
-    await part(kind, { kind: 'file', path });
-    const text = await readFile(path, 'utf8').catch(() => undefined);
-    if (text !== undefined) deps.credentialExpiry?.observe(cfg.name, kind, readJwtClaims(text.trim())?.expMs);
+    const bytes = await part(kind, { kind: 'file', path });
+    if (bytes !== undefined) deps.credentialExpiry?.observe(cfg.name, kind, readJwtClaims(bytes.toString('utf8').trim())?.expMs);
   }
   if (cfg.subjectToken !== undefined) {
     hash.update(`subject:${deps.tokenLookup?.(cfg.subjectToken)?.current()?.accessToken ?? '-'};`);
