@@ -66,7 +66,7 @@ async function untilSettled(r: Refresher, clock: Clock, timeoutMs: number): Prom
       await r.refreshIfDue();
       return;
     }
-    if (s.reason?.startsWith('permanent failure') || clock.monotonic() >= deadline) return;
+    if (r.failedPermanently || clock.monotonic() >= deadline) return;
     await new Promise<void>((resolve) => clock.setTimer(resolve, Math.min(250, Math.max(0, deadline - clock.monotonic()))));
   }
 }

@@ -258,6 +258,11 @@ export class Refresher implements TokenHandle {
   }
 
   /** Ready iff a valid token is held and no permanent failure is pending. */
+  /** True while a permanent failure stops retries (until the credentials change). */
+  get failedPermanently(): boolean {
+    return this.failures.permanent !== undefined;
+  }
+
   status(): TokenStatus {
     const t = this.current();
     if (this.failures.permanent) return { name: this.name, ready: false, reason: this.failures.permanent.reason, expiresAt: t?.expiresAt };
