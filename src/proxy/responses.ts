@@ -2,9 +2,8 @@
  * The answers the proxy gives itself (the upstream's answers pass through untouched). Each is a
  * JSON body whose `error` says what happened; all are built once at start-up.
  */
+import { CT_JSON } from '../server/responses.js';
 import type { UpstreamFailure } from './upstream.js';
-
-const CT_JSON = 'application/json; charset=utf-8';
 
 /** A response whose bytes never change. */
 export interface Fixed {
@@ -53,16 +52,6 @@ export const R = {
   timeout: fixed(504, { error: 'upstream_timeout', message: 'the upstream did not answer in time' }),
   tooManyHeaders: fixed(431, { error: 'request_header_fields_too_large', message: 'too many header lines' }),
 } as const;
-
-/** The 503 for a proxy whose token is missing or expired, naming the token (a name, never a value). */
-export function unavailableBody(token: string): Buffer {
-  return Buffer.from(JSON.stringify({ error: 'token_unavailable', message: `no valid access token for "${token}" right now` }));
-}
-
-/** RFC 9110 §10.2.3: delay-seconds, a whole number, at least 1 (never tell a client to hammer). */
-export function retryAfterSeconds(ms: number): string {
-  return String(Number.isFinite(ms) ? Math.max(1, Math.ceil(ms / 1000)) : 1);
-}
 
 /** The answer for each way an upstream request can fail without a response. */
 export const FAILURE_ANSWER: Readonly<Record<UpstreamFailure, Fixed>> = {

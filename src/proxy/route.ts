@@ -10,7 +10,8 @@ import type { TokenHandle } from '../refresh/handle.js';
 import type { AccessToken } from '../token.js';
 import { isFieldValue } from './headers.js';
 import type { ProxyMeter } from './metrics.js';
-import { retryAfterSeconds, unavailableBody, type Fixed } from './responses.js';
+import { retryAfterSeconds, tokenUnavailableBody } from '../server/responses.js';
+import type { Fixed } from './responses.js';
 import { pathForLog } from './target.js';
 import type { Upstream } from './upstream.js';
 
@@ -50,7 +51,7 @@ export function createRoute(cfg: ProxyConfig, handle: TokenHandle, upstream: Ups
     log: deps.logger,
     debug: deps.logger.isLevelEnabled('debug'),
     meter: deps.meter,
-    unavailable: unavailableBody(cfg.token),
+    unavailable: tokenUnavailableBody(cfg.token),
     lastToken: undefined,
     lastValue: undefined,
   };

@@ -1,5 +1,15 @@
 import type http from 'node:http';
 
+/** The 503 body for a token without a valid access token, naming it (a name, never a value). */
+export function tokenUnavailableBody(name: string): Buffer {
+  return Buffer.from(JSON.stringify({ error: 'token_unavailable', message: `no valid access token for "${name}" right now` }));
+}
+
+/** RFC 9110 §10.2.3 delay-seconds: whole seconds, at least 1 (an odd value never tells a client to hammer). */
+export function retryAfterSeconds(ms: number): string {
+  return String(Number.isFinite(ms) ? Math.max(1, Math.ceil(ms / 1000)) : 1);
+}
+
 /** Content types of tokend's own answers. */
 export const CT_JSON = 'application/json; charset=utf-8';
 export const CT_TEXT = 'text/plain; charset=utf-8';

@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { TokenHandle } from '../refresh/handle.js';
 import type { AccessToken } from '../token.js';
-import { CT_JSON, CT_TEXT } from './responses.js';
+import { CT_JSON, CT_TEXT, retryAfterSeconds, tokenUnavailableBody } from './responses.js';
 
 /**
  * Per-token response cache: the JSON body only changes when the token or its whole seconds left
@@ -32,9 +32,7 @@ export function newEntry(handle: TokenHandle): TokenEntry {
     jsonHeaders: [],
     text: empty,
     textHeaders: [],
-    unavailableBody: Buffer.from(
-      JSON.stringify({ error: 'token_unavailable', message: `no valid access token for "${handle.name}" right now` }),
-    ),
+    unavailableBody: tokenUnavailableBody(handle.name),
   };
 }
 
@@ -62,16 +60,13 @@ export function refreshEntry(entry: TokenEntry, token: AccessToken, expiresIn: n
 
 /** The 503 headers for an entry, with Retry-After from its handle (RFC 9110 §10.2.3: whole seconds, at least 1). */
 export function unavailableHeaders(entry: TokenEntry): http.OutgoingHttpHeader[] {
-  const ms = entry.handle.retryAfterMs();
-  // Never tell a client to hammer us: an odd value becomes 1 s.
-  const retryAfter = Number.isFinite(ms) ? Math.max(1, Math.ceil(ms / 1000)) : 1;
   return [
     'Content-Type',
     CT_JSON,
     'Cache-Control',
     'no-store',
     'Retry-After',
-    String(retryAfter),
+    retryAfterSeconds(entry.handle.retryAfterMs()),
     'Content-Length',
     String(entry.unavailableBody.length),
   ];

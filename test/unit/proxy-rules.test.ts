@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isFieldValue, rejectsToken, responseHeaders, scanRequest } from '../../src/proxy/headers.js';
-import { retryAfterSeconds } from '../../src/proxy/responses.js';
+import { retryAfterSeconds } from '../../src/server/responses.js';
 import { basePathPrefix, checkTarget, pathForLog } from '../../src/proxy/target.js';
 import { classifyUpstreamError, UpstreamTimeout } from '../../src/proxy/upstream.js';
 
