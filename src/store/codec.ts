@@ -103,6 +103,11 @@ function toSeconds(ms: number): number {
  * for a token decodeMeta would refuse, so nothing is ever written that cannot be read back.
  */
 export function encodeMeta(token: AccessToken): string {
+  return sized(JSON.stringify(metaDoc(token)));
+}
+
+/** The metadata document of a token, every field checked (see encodeMeta). */
+function metaDoc(token: AccessToken): Record<string, unknown> {
   const doc: Record<string, unknown> = {
     access_token: checkSecret(token.accessToken, 'access_token'),
     token_type: checkTokenType(token.tokenType),
@@ -113,7 +118,10 @@ export function encodeMeta(token: AccessToken): string {
   if (scope !== undefined) doc.scope = scope;
   if (token.grantKey !== undefined) doc.grant_key = checkGrantKey(token.grantKey);
   if (token.issuedTokenType !== undefined) doc.issued_token_type = checkIssuedTokenType(token.issuedTokenType);
-  const text = JSON.stringify(doc);
+  return doc;
+}
+
+function sized(text: string): string {
   checkSize(text);
   return text;
 }
@@ -124,7 +132,10 @@ export function encodeMeta(token: AccessToken): string {
  * oversized, not JSON, or any field has the wrong type or range. Unknown fields are ignored.
  */
 export function decodeMeta(text: string): AccessToken {
-  const doc = parseObject(text);
+  return tokenOf(parseObject(text));
+}
+
+function tokenOf(doc: Record<string, unknown>): AccessToken {
   const accessToken = checkSecret(doc.access_token, 'access_token');
   const tokenType = checkTokenType(doc.token_type);
   const expiresAt = Math.round(checkUnixSeconds(doc.expires_at, 'expires_at') * 1000);
@@ -161,14 +172,13 @@ function checkGrantKey(v: unknown): string {
  * rounded down, an equal expiry would look older and a replica would refresh up to a second early.
  */
 export function encodeMetaMs(token: AccessToken): string {
-  const doc = JSON.parse(encodeMeta(token)) as Record<string, unknown>;
-  return JSON.stringify({ ...doc, expires_at_ms: Math.floor(token.expiresAt), obtained_at_ms: Math.floor(token.obtainedAt) });
+  return sized(JSON.stringify({ ...metaDoc(token), expires_at_ms: Math.floor(token.expiresAt), obtained_at_ms: Math.floor(token.obtainedAt) }));
 }
 
 /** decodeMeta, refined by the millisecond fields when they agree with the whole seconds (else ignored). */
 export function decodeMetaMs(text: string): AccessToken {
-  const token = decodeMeta(text);
-  const doc = JSON.parse(text) as { expires_at_ms?: unknown; obtained_at_ms?: unknown };
+  const doc = parseObject(text);
+  const token = tokenOf(doc);
   const refine = (ms: unknown, secondsMs: number): number =>
     typeof ms === 'number' && Number.isSafeInteger(ms) && ms >= secondsMs && ms < secondsMs + 1000 ? ms : secondsMs;
   return { ...token, expiresAt: refine(doc.expires_at_ms, token.expiresAt), obtainedAt: refine(doc.obtained_at_ms, token.obtainedAt) };
