@@ -9,7 +9,7 @@ import { prepareDir } from './dir-safety.js';
 import { FileEntries, STATE_DIR_MODE, STATE_FILE_MODE } from './file-entries.js';
 import { DirWatcher } from './file-watch.js';
 import { LocalLeases } from './lease-local.js';
-import { apply, writeBackVerdict } from './memory.js';
+import { apply, chainKey, writeBackVerdict } from './memory.js';
 import { assertTokenName } from './names.js';
 import {
   DEFAULT_FILE_MODE,
@@ -293,7 +293,3 @@ export class FileStore implements TokenStore {
   }
 }
 
-/** The chain part of a state (what the state file holds), as a comparable string. */
-function chainKey(s: StoredState): string {
-  return JSON.stringify([s.refreshToken ?? null, s.seedHash ?? null, s.revoked === true, s.intent ?? null]);
-}

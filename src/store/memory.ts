@@ -228,6 +228,11 @@ export class MemoryStore implements TokenStore {
   }
 }
 
+/** The chain part of a state (what the file store's state file and Redis `:state` hold), as a comparable string. */
+export function chainKey(s: StoredState): string {
+  return JSON.stringify([s.refreshToken ?? null, s.seedHash ?? null, s.revoked === true, s.intent ?? null]);
+}
+
 /** The state after a commit or write-back of update over s (the protocol's merge rule). */
 export function apply(s: StoredState, update: StoreUpdate): StoredState {
   const rotates = update.refreshToken !== undefined;

@@ -6,7 +6,7 @@ import { EVENTS, type Logger } from '../../log.js';
 import { isUsable, MAX_TOKEN_CHARS, remainingMs, withDeadline, type AccessToken } from '../../token.js';
 import { decodeMetaMs, decodeStateDoc, encodeMetaMs, encodeStateDoc, MAX_ENTRY_BYTES } from '../codec.js';
 import { decryptRefreshToken, encryptRefreshToken, isEncrypted, KEY_BYTES } from '../crypto.js';
-import { apply, writeBackVerdict } from '../memory.js';
+import { apply, chainKey, writeBackVerdict } from '../memory.js';
 import { assertTokenName } from '../names.js';
 import type { CorruptionReporter, Lease, LeaseOutcome, StoredState, StoreUpdate, TokenStore, WriteBackResult } from '../store.js';
 import { messageOf, RedisConnection } from './connection.js';
@@ -361,11 +361,6 @@ export class RedisStore implements TokenStore {
       return {};
     }
   }
-}
-
-/** The chain part of a state (what `:state` holds), as a comparable string. */
-function chainKey(s: StoredState): string {
-  return JSON.stringify([s.refreshToken ?? null, s.seedHash ?? null, s.revoked === true, s.intent ?? null]);
 }
 
 /** What WRITE compares a key against: its value, null for absent, undefined (no comparison) for an unreadable one. */
