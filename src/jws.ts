@@ -26,3 +26,19 @@ export function isJwsAlgorithm(alg: unknown): alg is JwsAlgorithm {
 export function isHmacAlgorithm(alg: unknown): alg is HmacJwsAlgorithm {
   return (HMAC_JWS_ALGORITHMS as readonly unknown[]).includes(alg);
 }
+
+/** A compact JWS: three base64url parts (RFC 7515 §7.1; the signature may be empty, as with alg "none"). */
+export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * One base64url part of a compact JWS (header or payload) decoded as a JSON object, WITHOUT any
+ * verification; undefined unless it is one. Buffer's decoder is several times faster than jose's.
+ */
+export function decodeJwsPart(part: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

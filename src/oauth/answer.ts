@@ -12,6 +12,7 @@ import type { TokenConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';
 import { MAX_TOKEN_CHARS, normaliseTokenType, type AccessToken, type GrantResult } from '../token.js';
 import { attachRotatedRefreshToken } from './source.js';
+import { decodeJwsPart } from '../jws.js';
 
 /** Longest lifetime believed from an IdP: 400 days (ms). Longer claims are capped. */
 export const MAX_LIFETIME_MS = 400 * 86_400_000;
@@ -178,14 +179,9 @@ function lifetimeOf(
 export function jwtLifetimeMs(token: string, now: number): number | undefined {
   const parts = token.split('.');
   if (parts.length !== 3 || !parts[1]) return undefined;
-  let payload: unknown;
-  try {
-    payload = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (payload === null || typeof payload !== 'object') return undefined;
-  const { exp, iat } = payload as { exp?: unknown; iat?: unknown };
+  const payload = decodeJwsPart(parts[1]);
+  if (payload === undefined) return undefined;
+  const { exp, iat } = payload;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return undefined;
   if (typeof iat === 'number' && Number.isFinite(iat) && iat < exp) return (exp - iat) * 1000;
   return exp * 1000 - now;

@@ -13,6 +13,7 @@
  */
 import { readSecret } from '../config/secrets.js';
 import { TokendError } from '../errors.js';
+import { COMPACT_JWS, decodeJwsPart } from '../jws.js';
 
 /**
  * A federated token with less than this much life left (ms) is not sent: 10 s, enough for the
@@ -67,20 +68,12 @@ export interface FederatedToken {
 const SHOWABLE = /^[\x20-\x7e]{1,256}$/;
 const showable = (v: unknown): string | undefined => (typeof v === 'string' && SHOWABLE.test(v) ? v : undefined);
 const seconds = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v * 1000 : undefined);
-// A JWS compact serialization: three base64url parts (RFC 7515 §7.1).
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** The claims of a JWS compact JWT, or undefined when value is not one (opaque token, JWE, garbage). */
 export function readJwtClaims(value: string): JwtClaims | undefined {
   if (!COMPACT_JWS.test(value)) return undefined;
-  let payload: unknown;
-  try {
-    payload = JSON.parse(Buffer.from(value.split('.')[1] as string, 'base64url').toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return undefined;
-  const p = payload as Record<string, unknown>;
+  const p = decodeJwsPart(value.split('.')[1] as string);
+  if (p === undefined) return undefined;
   const audList = Array.isArray(p.aud) ? p.aud : p.aud === undefined ? [] : [p.aud];
   const aud = audList.map(showable).filter((a): a is string => a !== undefined).slice(0, 8);
   return {

@@ -10,9 +10,8 @@ import { introspectCached } from './introspection.js';
 import { discover, type Discovered, type IssuerState } from './issuers.js';
 import type { VerifyOutcome } from './types.js';
 import type { VerifierState } from './verifier.js';
+import { decodeJwsPart } from '../jws.js';
 
-/** A compact JWS: three base64url parts (the signature may be empty, as with alg "none"). */
-export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /**
  * Verifies a token that has the shape of a compact JWS. Refuses it (`issuer`) without any I/O
@@ -71,16 +70,7 @@ export function peekJwt(token: string): { header: JWSHeaderParameters; payload: 
   const dot1 = token.indexOf('.');
   const dot2 = token.indexOf('.', dot1 + 1);
   if (dot1 < 1 || dot2 < 0) return undefined;
-  try {
-    const header: unknown = JSON.parse(Buffer.from(token.slice(0, dot1), 'base64url').toString('utf8'));
-    const payload: unknown = JSON.parse(Buffer.from(token.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
-    if (!isPlainObject(header) || !isPlainObject(payload)) return undefined;
-    return { header: header as JWSHeaderParameters, payload };
-  } catch {
-    return undefined;
-  }
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  const header = decodeJwsPart(token.slice(0, dot1));
+  const payload = header && decodeJwsPart(token.slice(dot1 + 1, dot2));
+  return payload ? { header: header as JWSHeaderParameters, payload } : undefined;
 }

@@ -9,7 +9,8 @@ import { raceAbort } from '../util/abort.js';
 import { reject, verifyContext, type VerifierDeps, type VerifyContext } from './context.js';
 import { clearIntrospection, introspectCached, introspectionState, type IntrospectionState } from './introspection.js';
 import { forgetIssuer, issuerStates, type IssuerState } from './issuers.js';
-import { COMPACT_JWS, verifyJwt } from './jwt.js';
+import { COMPACT_JWS } from '../jws.js';
+import { verifyJwt } from './jwt.js';
 import type { Verifier, VerifyOutcome } from './types.js';
 
 export type { VerifierDeps } from './context.js';
