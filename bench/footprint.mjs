@@ -9,12 +9,12 @@
 //   node bench/footprint.mjs                                  # 3 rounds, 20 s idle (~1.5 min)
 //   BENCH_NODE=/path/to/node24 node bench/footprint.mjs       # children run on another node
 //   BENCH_ROUNDS=5 BENCH_IDLE_S=60 node bench/footprint.mjs
-//   BENCH_BUNDLE=1 node bench/footprint.mjs      # also dist/ bundled and minified by rolldown
+//   BENCH_BUNDLE=0 node bench/footprint.mjs      # without the image's bundle (scripts/bundle.mjs), measured by default
 //
 // Every process of a round idles at the same time, so drift on a shared machine hits all alike.
 // Figures are medians over rounds; the ratio is the median of each round's tokend / bare.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,11 +24,10 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 20);
 
-/** dist/cli.js bundled and minified with rolldown (a dev dependency of vite) into dir/dist; returns its cli.js. */
+/** The image's build: `node scripts/bundle.mjs DIR/bundle` (dist/ bundled and minified); returns its cli.js. */
 function bundle(dir) {
   const out = path.join(dir, 'bundle');
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'rolldown', 'bin', 'cli.mjs'), path.join(ROOT, 'dist', 'cli.js'), '-f', 'esm', '-p', 'node', '-m', '-d', path.join(out, 'dist')], { stdio: 'ignore' });
-  writeFileSync(path.join(out, 'package.json'), JSON.stringify({ type: 'module', version: '0.0.0-bundle' }));
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs'), out], { stdio: 'ignore' });
   return path.join(out, 'dist', 'cli.js');
 }
 
@@ -52,7 +51,7 @@ async function round(dir, idps, flags, bundled) {
   for (const [scheme, idp] of Object.entries(idps)) {
     await tokend(`tokend ${scheme}`, idp, []);
     if (flags.length > 0) await tokend(`tokend ${scheme}, image flags`, idp, flags);
-    if (bundled) await tokend(`tokend ${scheme}, bundled, flags`, idp, flags, bundled);
+    if (bundled) await tokend(`tokend ${scheme}, the image (bundle, flags)`, idp, flags, bundled);
   }
   await sleep(IDLE_S * 1000);
   for (const p of procs) p.idle = memOf(p.pid);
@@ -72,7 +71,7 @@ async function main() {
   console.log(`tokend, 1 token, node ${version}: ${ROUNDS} rounds, ${IDLE_S} s idle, image flags: ${flags.join(' ') || '(none)'}`);
   const rounds = [];
   try {
-    const bundled = process.env.BENCH_BUNDLE === '1' ? bundle(dir) : undefined;
+    const bundled = process.env.BENCH_BUNDLE === '0' ? undefined : bundle(dir);
     for (let i = 0; i < ROUNDS; i++) rounds.push(await round(dir, idps, flags, bundled));
   } finally {
     await Promise.all(Object.values(idps).map((i) => i.stop()));

@@ -61,8 +61,9 @@ export class TokendProcess extends LogLines {
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    const child = spawn(process.execPath, [CLI, ...args], {
+  /** `cli`: the script to run, dist/cli.js unless a test runs another build (the bundle). */
+  constructor(args: string[], env: Record<string, string> = {}, cli = CLI) {
+    const child = spawn(process.execPath, [cli, ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
@@ -115,9 +116,9 @@ export class TokendProcess extends LogLines {
 /** Runs the CLI to completion and returns its exit code and output. */
 export async function runCli(
   args: string[],
-  opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+  opts: { env?: Record<string, string>; input?: string; timeoutMs?: number; cli?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const child = spawn(process.execPath, [opts.cli ?? CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

@@ -181,24 +181,22 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('compiles with the dev dependencies and ships production dependencies only', () => {
+  it('compiles and bundles with the dev dependencies and ships the bundle only (no node_modules)', () => {
     const runs = (s: Stage): string => s.instructions.filter((i) => i.op === 'RUN').map((i) => i.rest).join('\n');
-    const compiler = builders.find((s) => /\bnpm run build\b/.test(runs(s)));
-    expect(compiler, 'a stage runs npm run build').toBeDefined();
-    expect(runs(compiler!)).toMatch(/\bnpm ci\b(?![^\n]*--omit=dev)/);
+    const bundler = builders.find((s) => /\bnpm run bundle\b/.test(runs(s)));
+    expect(bundler, 'a stage runs npm run bundle').toBeDefined();
+    expect(runs(bundler!)).toMatch(/\bnpm ci\b(?![^\n]*--omit=dev)/);
+    // `npm run bundle` compiles first, then writes bundle/ (dist/ and package.json; test/integration/bundle.test.ts runs it).
+    expect((pkg as { scripts?: Record<string, string> }).scripts?.bundle).toMatch(/^npm run build && node scripts\/bundle\.mjs$/);
 
-    const runtimeCopies = copies(runtime);
-    const modules = runtimeCopies.find((c) => c.dest.replace(/\/$/, '').endsWith('node_modules'));
-    const from = builders.find((s) => s.name === modules?.from);
-    expect(from, 'node_modules come from a named stage').toBeDefined();
-    expect(runs(from!)).toMatch(/\bnpm ci\b[^\n]*--omit=dev|\bnpm prune\b[^\n]*--omit=dev/);
-
-    // Only the compiled code, the production modules and package.json (whose "type": "module"
-    // makes dist/*.js ES modules) reach the runtime image.
+    // One copy reaches the runtime image: the bundle directory from the bundling stage, whose
+    // package.json ("type": "module") makes dist/*.js ES modules.
     expect(pkg.type).toBe('module');
-    const shipped = runtimeCopies.flatMap((c) => c.sources.map((src) => posix.basename(src.replace(/\/$/, ''))));
-    expect(shipped.sort()).toEqual(['dist', 'node_modules', 'package.json']);
-    expect(runtimeCopies.find((c) => c.sources.includes('package.json'))).toBeDefined();
+    const runtimeCopies = copies(runtime);
+    expect(runtimeCopies).toHaveLength(1);
+    expect(runtimeCopies[0]!.from).toBe(bundler!.name);
+    expect(runtimeCopies[0]!.sources.map((src) => src.replace(/\/$/, ''))).toEqual([`${posix.resolve(workdir(bundler!))}/bundle`]);
+    expect(runtimeCopies.flatMap((c) => c.sources).filter((src) => src.includes('node_modules'))).toEqual([]);
     // Distroless has no shell: nothing may RUN in the runtime stage.
     expect(runtime.instructions.filter((i) => i.op === 'RUN')).toEqual([]);
   });
@@ -206,7 +204,7 @@ describe('Dockerfile', () => {
   it('copies only files that exist in the repository and are in the build context', () => {
     const sources = builders.flatMap((s) => copies(s).filter((c) => c.from === undefined)).flatMap((c) => c.sources);
     const local = [...sources, ...copies(runtime).filter((c) => c.from === undefined).flatMap((c) => c.sources)];
-    expect(local).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'tsconfig.json', 'src']));
+    expect(local).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'tsconfig.json', 'scripts/bundle.mjs', 'src']));
     for (const src of local) {
       const path = src.replace(/^\.\//, '').replace(/\/$/, '');
       expect(existsSync(join(ROOT, path)), `${path} exists`).toBe(true);
@@ -231,11 +229,12 @@ describe('Dockerfile', () => {
     const argv = [...execForm(runtime, 'ENTRYPOINT'), ...execForm(runtime, 'CMD')];
     const script = argv.find((a) => a.endsWith('.js')) as string;
     expect(script).toBeDefined();
-    // The script is the package's bin, where the runtime stage put dist/.
+    // The script is the package's bin, inside the bundle where the runtime stage put it.
     const base = posix.resolve(workdir(runtime));
     expect(posix.relative(base, script)).toBe(pkg.bin.tokend);
-    const dist = copies(runtime).find((c) => c.sources.some((s) => s.replace(/\/$/, '').endsWith('dist')));
-    expect(script.startsWith(`${posix.resolve(base, dist!.dest)}/`)).toBe(true);
+    const bundle = copies(runtime).find((c) => c.sources.some((s) => s.replace(/\/$/, '').endsWith('/bundle')));
+    expect(bundle, 'the runtime stage copies the bundle').toBeDefined();
+    expect(script).toBe(posix.join(posix.resolve(base, bundle!.dest), pkg.bin.tokend));
     expect(argv[0]).toMatch(/(^|\/)node$/);
     expect(argv.at(-1)).toBe('run');
     expect(env(runtime).TOKEND_CONFIG).toBe('/etc/tokend/config.yaml');
