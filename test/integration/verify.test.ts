@@ -19,7 +19,7 @@ let logLines: string[] = [];
 
 /** The real clock moved by a settable offset, to look at tokens "later" without waiting. */
 function offsetClock(): Clock & { offsetMs: number } {
-  const c = { offsetMs: 0, now: () => Date.now() + c.offsetMs, setTimer: systemClock.setTimer };
+  const c = { offsetMs: 0, now: () => Date.now() + c.offsetMs, monotonic: () => systemClock.monotonic() + c.offsetMs, setTimer: systemClock.setTimer };
   return c;
 }
 

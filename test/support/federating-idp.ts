@@ -180,7 +180,7 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
   }
 
   class TokenExchangeGrant extends OAuth2Server.AbstractGrantType {
-    async handle(request: OAuthRequest, client: Client): Promise<unknown> {
+    async handle(request: OAuthRequest, client: Client): Promise<OAuth2Server.Token> {
       const b = request.body as Record<string, string | undefined>;
       const subject = await grantSubject(b.subject_token, String(b.subject_token_type), client);
       let act: string | undefined;
@@ -192,19 +192,19 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
       if (requested !== TT_ACCESS && requested !== TT_JWT) throw new OAuth2Server.InvalidRequestError('Invalid request: unsupported requested_token_type');
       const scope = await this.validateScope({ id: subject.id }, client, this.getScope(request));
       const user: User = { id: subject.id, aud, ...(act ? { act } : {}) };
-      const accessToken = await this.generateAccessToken(subject.client, user, scope);
-      return model.saveToken({ accessToken, accessTokenExpiresAt: this.getAccessTokenExpiresAt(), scope, issued_token_type: requested }, subject.client, user);
+      const accessToken = await this.generateAccessToken(subject.client, user, scope as string[]);
+      return (await model.saveToken({ accessToken, accessTokenExpiresAt: this.getAccessTokenExpiresAt(), scope, issued_token_type: requested }, subject.client, user)) as unknown as OAuth2Server.Token;
     }
   }
 
   class JwtBearerGrant extends OAuth2Server.AbstractGrantType {
-    async handle(request: OAuthRequest, client: Client): Promise<unknown> {
+    async handle(request: OAuthRequest, client: Client): Promise<OAuth2Server.Token> {
       const b = request.body as Record<string, string | undefined>;
       const subject = await grantSubject(b.assertion, TT_JWT, client);
       const scope = await this.validateScope({ id: subject.id }, client, this.getScope(request));
       const user: User = { id: subject.id, aud: b.audience ?? 'api' };
-      const accessToken = await this.generateAccessToken(subject.client, user, scope);
-      return model.saveToken({ accessToken, accessTokenExpiresAt: this.getAccessTokenExpiresAt(), scope }, subject.client, user);
+      const accessToken = await this.generateAccessToken(subject.client, user, scope as string[]);
+      return (await model.saveToken({ accessToken, accessTokenExpiresAt: this.getAccessTokenExpiresAt(), scope }, subject.client, user)) as unknown as OAuth2Server.Token;
     }
   }
 
@@ -254,7 +254,7 @@ export async function startFederatingIdp(opts: FederatingIdpOptions): Promise<Fe
     const body = Object.fromEntries(new URLSearchParams(raw));
     const seen: SeenRequest = { grantType: String(body.grant_type), clientId: body.client_id, presented: presentedIn(body), outcome: 'pending', body, at: Date.now() };
     requests.push(seen);
-    const request = new OAuth2Server.Request({ method: 'POST', headers: req.headers, query: {}, body });
+    const request = new OAuth2Server.Request({ method: 'POST', headers: req.headers as Record<string, string>, query: {}, body });
     const response = new OAuth2Server.Response({});
     try {
       await handler.handle(request, response);

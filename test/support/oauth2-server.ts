@@ -137,7 +137,7 @@ export async function startOAuth2Server(opts: OAuth2ServerOptions = {}): Promise
         return void sendJson(res, throttled.status, { error: throttled.status === 429 ? 'rate_limited' : 'temporarily_unavailable' }, headers);
       }
       const body = Object.fromEntries(new URLSearchParams(raw));
-      const request = new OAuth2Server.Request({ method: 'POST', headers: req.headers, query: {}, body });
+      const request = new OAuth2Server.Request({ method: 'POST', headers: req.headers as Record<string, string>, query: {}, body });
       const response = new OAuth2Server.Response({});
       try {
         await oauth.token(request, response);

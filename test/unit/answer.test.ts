@@ -61,7 +61,7 @@ describe('the IdP answer is untrusted input (toGrantResult)', () => {
     const r = toGrantResult({ access_token: 'abc', token_type: 'bearer', expires_in: 60 }, at, cfg);
     expect(r.token).toEqual({ accessToken: 'abc', tokenType: 'Bearer', obtainedAt: at, expiresAt: at + 60_000, scope: 'api:read' });
     expect(r.refreshToken).toBeUndefined();
-    expect(toGrantResult({ access_token: 'abc', token_type: 'BEARER', expires_in: 1, scope: 'granted' }, at, cfg).token).toMatchObject({
+    expect(toGrantResult({ access_token: 'abc', token_type: 'BEARER' as Lowercase<string>, expires_in: 1, scope: 'granted' }, at, cfg).token).toMatchObject({
       tokenType: 'Bearer',
       scope: 'granted',
     });
@@ -90,7 +90,7 @@ describe('the IdP answer is untrusted input (toGrantResult)', () => {
     for (const type of ['N_A', 'mac', 'DPoP', 'dpop']) {
       let err: unknown;
       try {
-        toGrantResult({ access_token: 'abc', token_type: type, expires_in: 60, refresh_token: 'rt-next' }, at, cfg);
+        toGrantResult({ access_token: 'abc', token_type: type as Lowercase<string>, expires_in: 60, refresh_token: 'rt-next' }, at, cfg);
       } catch (e) {
         err = e;
       }

@@ -51,12 +51,13 @@ describe('RefreshTokenChain.pick', () => {
     const chain = new RefreshTokenChain('orders');
     chain.rotated(SEED1, 'rt-1', sha256Hex(SEED1));
     chain.revoke();
-    const err = (() => {
+    const err = ((): unknown => {
       try {
         chain.pick({}, creds(SEED1));
       } catch (e) {
         return e;
       }
+      return undefined;
     })();
     expect(hasCode(err, 'GRANT_PERMANENT')).toBe(true);
     expect((err as { reason?: string }).reason).toBe('refresh token already used');

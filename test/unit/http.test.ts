@@ -152,7 +152,7 @@ describe('GET /v1/token/NAME', () => {
 
   it('refuses a request without Tokend-Request: 1 with 403, before revealing whether a path exists', async () => {
     const { port } = await setup();
-    for (const headers of [{}, { 'Tokend-Request': '0' }, { 'Tokend-Request': 'true' }]) {
+    for (const headers of [{}, { 'Tokend-Request': '0' }, { 'Tokend-Request': 'true' }] as Record<string, string>[]) {
       const res = await request({ port }, '/v1/token/orders', { headers });
       expect(res.status).toBe(403);
       expect(JSON.parse(res.body)).toEqual({ error: 'forbidden', message: 'missing Tokend-Request: 1 header' });
@@ -175,7 +175,7 @@ describe('GET /v1/token/NAME', () => {
 
   it('refuses proxied requests (X-Forwarded-For, Forwarded) with 403', async () => {
     const { port } = await setup();
-    for (const h of [{ 'X-Forwarded-For': '203.0.113.9' }, { Forwarded: 'for=203.0.113.9' }]) {
+    for (const h of [{ 'X-Forwarded-For': '203.0.113.9' }, { Forwarded: 'for=203.0.113.9' }] as Record<string, string>[]) {
       const res = await request({ port }, '/v1/token/orders', { headers: { ...V1, ...h } });
       expect(res.status).toBe(403);
       expect(JSON.parse(res.body).error).toBe('forbidden');
