@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/types.js';
 import { errorSummary, EVENTS, type Logger } from './log.js';
-import { Registry } from 'prom-client';
+import { Registry } from './util/prom.js';
 import type { TokenStatus } from './refresh/handle.js';
 import type { Refresher } from './refresh/refresher.js';
 import { buildTokens } from './tokens.js';

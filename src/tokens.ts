@@ -9,7 +9,7 @@ import type { RefreshObserver, TokenHandle } from './refresh/handle.js';
 import { Refresher } from './refresh/refresher.js';
 import { createStore } from './store/create.js';
 import type { TokenStore } from './store/store.js';
-import type { Registry } from 'prom-client';
+import type { Registry } from './util/prom.js';
 
 /** Everything that keeps the configured tokens: the store, one refresher per token, their outputs. */
 export interface TokenSet {

@@ -10,7 +10,7 @@
  * - `tokend_federated_token_expiry_seconds{token,kind}`: the same for the other files: kind
  *   `assertion` (jwt_bearer), `subject_token`, `actor_token` (token_exchange)
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from '../util/prom.js';
 import type { Clock } from '../clock.js';
 import type { FederatedKind } from './federated.js';
 

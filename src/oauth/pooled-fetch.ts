@@ -15,10 +15,8 @@
  * node error (ECONNREFUSED, ...) as `cause`; an abort rejects with the signal's reason.
  */
 import type { Agent, IncomingMessage, RequestOptions } from 'node:http';
-import https from 'node:https';
 import { Readable, type Transform } from 'node:stream';
-import zlib from 'node:zlib';
-import { http } from '../util/node-http.js';
+import { http, https } from '../util/node-http.js';
 import { NULL_BODY_STATUSES } from '../util/fetch-classes.js';
 
 /** How long an idle pooled connection is kept (ms): 4 s, undici's keep-alive default. */
@@ -40,11 +38,14 @@ export interface PooledFetch {
 }
 
 
+// Like node:https (util/node-http.ts), node:zlib is taken when an answer first needs decoding.
+const zlib = (): typeof import('node:zlib') => process.getBuiltinModule('node:zlib');
+
 const DECODERS: Record<string, () => Transform> = {
-  gzip: () => zlib.createGunzip(),
-  'x-gzip': () => zlib.createGunzip(),
-  deflate: () => zlib.createInflate(),
-  br: () => zlib.createBrotliDecompress(),
+  gzip: () => zlib().createGunzip(),
+  'x-gzip': () => zlib().createGunzip(),
+  deflate: () => zlib().createInflate(),
+  br: () => zlib().createBrotliDecompress(),
 };
 
 /** Creates a fetch whose requests share bounded keep-alive pools; see the module comment. */
@@ -57,11 +58,11 @@ export function createPooledFetch(opts: PooledFetchOptions): PooledFetch {
     timeout: opts.idleMs ?? POOL_IDLE_MS,
     scheduling: 'lifo' as const,
   };
-  let agents: { http: Agent; https: Agent } | undefined;
-  const agentFor = (protocol: string): Agent => {
-    agents ??= { http: new http.Agent(poolOptions), https: new https.Agent(poolOptions) };
-    return protocol === 'https:' ? agents.https : agents.http;
-  };
+  let agents: { http?: Agent; https?: Agent } = {};
+  const agentFor = (protocol: string): Agent =>
+    protocol === 'https:'
+      ? (agents.https ??= new (https().Agent)(poolOptions))
+      : (agents.http ??= new http.Agent(poolOptions));
   return {
     fetch: (input, init) => {
       try {
@@ -73,9 +74,9 @@ export function createPooledFetch(opts: PooledFetchOptions): PooledFetch {
       }
     },
     close() {
-      agents?.http.destroy();
-      agents?.https.destroy();
-      agents = undefined;
+      agents.http?.destroy();
+      agents.https?.destroy();
+      agents = {};
     },
   };
 }
@@ -105,7 +106,7 @@ function send(url: URL, init: RequestInit, agent: Agent): Promise<Response> {
   if (bytes !== undefined) headers['content-length'] = String(bytes.length);
   const method = (init.method ?? 'GET').toUpperCase();
   const options: RequestOptions = { method, headers, agent };
-  const transport = url.protocol === 'https:' ? https : http;
+  const transport = url.protocol === 'https:' ? https() : http;
 
   return new Promise<Response>((resolve, reject) => {
     let answered = false;

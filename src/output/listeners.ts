@@ -6,7 +6,7 @@
  * Per change: every output is rendered and written (only if its bytes changed), then every
  * notifier is told, so an application reloading on the notification reads the new files.
  */
-import type { Registry } from 'prom-client';
+import type { Registry } from '../util/prom.js';
 import { sleep, type Clock } from '../clock.js';
 import type { TokenConfig } from '../config/types.js';
 import { errnoCode } from '../errors.js';

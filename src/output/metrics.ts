@@ -7,7 +7,7 @@
  * - `tokend_notifications_total{token,kind,result}`: kind `http`, `signal`, `exec`; result `sent`,
  *   `failed`, `superseded` (a newer change replaced it before it could be delivered)
  */
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../util/prom.js';
 
 /** Result label of an output write. */
 export type OutputResult = 'written' | 'unchanged' | 'failed';

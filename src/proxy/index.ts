@@ -3,7 +3,7 @@
  * token on every request the application sends through it (docs/proxy.md). The daemon starts them
  * with the token handles of its refreshers; the proxies read tokens and never obtain them.
  */
-import type { Registry } from 'prom-client';
+import type { Registry } from '../util/prom.js';
 import type { Clock } from '../clock.js';
 import type { ProxyConfig } from '../config/types.js';
 import { TokendError } from '../errors.js';

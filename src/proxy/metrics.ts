@@ -13,7 +13,7 @@
  *
  * Counters are plain numbers on the hot path, published when scraped.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from '../util/prom.js';
 import type { UpstreamFailure } from './upstream.js';
 
 /** What one proxy records. */

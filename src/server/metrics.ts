@@ -1,4 +1,4 @@
-import { Histogram, Registry } from 'prom-client';
+import { Histogram, Registry } from '../util/prom.js';
 import type { Clock } from '../clock.js';
 import type { RefreshObserver, RefreshResult, TokenHandle } from '../refresh/handle.js';
 import { remainingMs } from '../token.js';

@@ -1,11 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import v8 from 'node:v8';
+import type { HeapSpaceInfo } from 'node:v8';
 
 /**
  * Process metrics under prom-client's default names, all read at scrape time: nothing runs between
  * scrapes (prom-client's own defaults keep a 10 ms event-loop-delay timer and a GC observer
  * running, tokend's main idle CPU cost). Linux-only readings (/proc) are left out elsewhere.
  */
+
+// node:v8 is taken at the first scrape: a daemon nobody scrapes need not load it.
+const v8 = (): typeof import('node:v8') => process.getBuiltinModule('node:v8');
 
 /** Start of the process, Unix seconds. */
 const START_TIME_S = Math.round(Date.now() / 1000 - process.uptime());
@@ -71,8 +74,8 @@ function memoryMetrics(): string {
   out += metric('nodejs_heap_size_total_bytes', 'gauge', 'Process heap size from Node.js in bytes.', mem.heapTotal);
   out += metric('nodejs_heap_size_used_bytes', 'gauge', 'Process heap size used from Node.js in bytes.', mem.heapUsed);
   out += metric('nodejs_external_memory_bytes', 'gauge', 'Node.js external memory size in bytes.', mem.external);
-  const spaces = v8.getHeapSpaceStatistics();
-  const space = (pick: (s: v8.HeapSpaceInfo) => number) =>
+  const spaces = v8().getHeapSpaceStatistics();
+  const space = (pick: (s: HeapSpaceInfo) => number) =>
     spaces.map((s) => [`space="${s.space_name.replace(/_space$/, '')}"`, pick(s)] as const);
   out += labelled('nodejs_heap_space_size_total_bytes', 'Process heap space size total from Node.js in bytes.', space((s) => s.space_size));
   out += labelled('nodejs_heap_space_size_used_bytes', 'Process heap space size used from Node.js in bytes.', space((s) => s.space_used_size));

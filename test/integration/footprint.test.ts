@@ -1,9 +1,15 @@
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, getToken, scratch, TokendProcess } from '../support/daemon.js';
+import { listenOnLoopback } from '../support/http-io.js';
 import { startDevIdp, type DevIdp } from '../support/idp.js';
+import { makePki } from './proxy-fixtures.js';
 
 // What the built daemon loads, read from the process itself (test/support/module-report.mjs).
 // Node's bundled undici costs ~13 MiB of RSS once loaded (docs/performance.md): the first touch of
@@ -45,8 +51,47 @@ describe('the built daemon loads only what it uses', () => {
       expect((await p.stop()).code).toBe(0);
     }
     const loaded = JSON.parse(readFileSync(report, 'utf8')) as string[];
-    // The report is real: node:http and the TLS stack are there.
+    // The report is real: node:http is there, and node:v8, which the /metrics scrape took.
     expect(loaded).toContain('NativeModule http');
+    expect(loaded).toContain('NativeModule v8');
     expect(loaded.filter((m) => m.includes('undici'))).toEqual([]);
+    // An http:// IdP needs no TLS (~7.6 MiB on Node 24): neither tokend's IdP client nor
+    // prom-client's Pushgateway (behind its index) loads node:https. Nor do prom-client's default
+    // metrics or tokend's monotonic clock load perf_hooks.
+    for (const m of ['https', 'tls', 'perf_hooks']) expect(loaded).not.toContain(`NativeModule ${m}`);
+  });
+});
+
+describe('node:https is loaded when first needed', () => {
+  it('a fetch over http loads no TLS; the first https:// request loads it and is answered over it', async () => {
+    const pki = makePki();
+    const plain = await listenOnLoopback(createHttpServer((_req, res) => res.end('plain')));
+    const tlsServer = createHttpsServer({ cert: pki.serverCert, key: pki.serverKey }, (_req, res) => res.end('over tls'));
+    const secure = await listenOnLoopback(tlsServer as unknown as Server);
+    const dist = (f: string): string => JSON.stringify(pathToFileURL(resolve(import.meta.dirname, '../../dist', f)).href);
+    // As the CLI does: node's own Headers and Response would load undici, and undici node:tls.
+    const script = `
+      import { installFetchClasses } from ${dist('util/fetch-classes.js')};
+      import { createPooledFetch } from ${dist('oauth/pooled-fetch.js')};
+      installFetchClasses();
+      const tlsLoaded = () => process.moduleLoadList.filter((m) => m === 'NativeModule tls' || m === 'NativeModule https');
+      const { fetch, close } = createPooledFetch({ connections: 2 });
+      const plain = await (await fetch(process.argv[1])).text();
+      const before = tlsLoaded();
+      const secure = await (await fetch(process.argv[2])).text();
+      console.log(JSON.stringify({ plain, before, secure, after: tlsLoaded() }));
+      close();`;
+    try {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ['--input-type=module', '-e', script, plain.url, secure.url.replace('http:', 'https:')],
+        { env: { ...process.env, NODE_EXTRA_CA_CERTS: pki.caFile }, timeout: 20_000 },
+      );
+      expect(JSON.parse(stdout)).toEqual({ plain: 'plain', before: [], secure: 'over tls', after: ['NativeModule tls', 'NativeModule https'] });
+    } finally {
+      await plain.close();
+      await secure.close();
+      pki.cleanup();
+    }
   });
 });
