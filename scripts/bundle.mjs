@@ -9,7 +9,9 @@
 //
 // Why: one token's daemon on Node 24 is ~13 MiB smaller and listens in half the time bundled and
 // minified (bench/footprint.mjs, docs/performance.md): node keeps every module's source text, and
-// minified text is a fraction of it. The output may import node's builtins only; anything else
+// minified text is a fraction of it. `charset: 'ascii'` escapes the few non-ASCII characters
+// (an ellipsis in a message, a dash): V8 keeps a source with any of them as two bytes per
+// character, so each one would double its module's share. The output may import node's builtins only; anything else
 // would be missing in the image (it has no node_modules), so the bundle fails instead.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
@@ -29,7 +31,7 @@ const result = await build({
   input: entry,
   platform: 'node',
   logLevel: 'warn',
-  output: { dir: path.join(out, 'dist'), format: 'esm', minify: true },
+  output: { dir: path.join(out, 'dist'), format: 'esm', minify: true, charset: 'ascii' },
 });
 
 const foreign = result.output.flatMap((chunk) => (chunk.type === 'chunk' ? chunk.imports : [])).filter((id) => !id.startsWith('.') && !path.isAbsolute(id) && !isBuiltin(id));

@@ -63,6 +63,13 @@ describe('the bundle the image ships (npm run bundle)', () => {
     expect(v.stdout.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
   });
 
+  it('is ASCII only: V8 keeps a module with one non-ASCII character as two bytes per character', () => {
+    const files = readdirSync(join(out, 'dist')).filter((f) => f.endsWith('.js'));
+    expect(files.length).toBeGreaterThan(1);
+    const nonAscii = files.filter((f) => /[^\x00-\x7f]/.test(readFileSync(join(out, 'dist', f), 'utf8')));
+    expect(nonAscii).toEqual([]);
+  });
+
   it('runs both grants with rotation on the Redis store, serves them, and passes `check`', async () => {
     const seed = await idp.mintRefreshToken('rt-client', 'openid offline_access');
     const config = s.file(
