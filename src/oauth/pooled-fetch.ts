@@ -3,9 +3,9 @@
  * endpoint; node:https on the first https:// request) with one keep-alive Agent per scheme, at
  * most `connections` sockets per origin. It replaces undici's Agent and fetch, whose code and wasm
  * HTTP parser cost ~25 MiB of RSS on Node 24 and ~20 MiB on Node 20 for one token
- * (bench/footprint.mjs); node's global fetch is no way out (its bundled undici costs RSS once loaded, and cannot be given a bounded
- * pool through public API on Node 20). The Headers and Response it answers with are tokend's
- * (util/fetch-classes.ts), so node's undici is never loaded.
+ * (bench/footprint.mjs); node's global fetch is no way out (its bundled undici costs RSS once
+ * loaded, and cannot be given a bounded pool through public API on Node 20). The Headers and
+ * Response it answers with are tokend's (util/fetch-classes.ts), so node's undici is never loaded.
  *
  * Only what openid-client asks of a fetch is supported: a URL (string or URL), method, headers,
  * a body that is a string, URLSearchParams or bytes, and a signal. Redirects are never followed
