@@ -9,7 +9,7 @@ export const http: typeof import('node:http') = process.getBuiltinModule('node:h
 
 /**
  * node:https, taken when first needed: loading it (and with it node:tls and OpenSSL's TLS code)
- * costs ~7.6 MiB of RSS on Node 24 (docs/performance.md), which a configuration that speaks
+ * costs ~7 MiB of RSS on Node 24 (docs/performance.md), which a configuration that speaks
  * only http:// (an in-cluster IdP behind a mesh, a loopback one) need not pay.
  */
 export const https = (): typeof import('node:https') => process.getBuiltinModule('node:https');
