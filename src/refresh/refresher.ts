@@ -257,29 +257,24 @@ export class Refresher implements TokenHandle {
     await this.refresh(0);
   }
 
-  /** Ready iff a valid token is held and no permanent failure is pending. */
   /** True while a permanent failure stops retries (until the credentials change). */
   get failedPermanently(): boolean {
     return this.failures.permanent !== undefined;
   }
 
+  /** Ready iff a valid token is held and no permanent failure is pending. */
   status(): TokenStatus {
     const t = this.current();
     if (this.failures.permanent) return { name: this.name, ready: false, reason: this.failures.permanent.reason, expiresAt: t?.expiresAt };
     if (t !== undefined) return { name: this.name, ready: true, expiresAt: t.expiresAt };
-    let reason = 'not yet acquired';
-    if (this.revoked) reason = 'revoked';
-    else if (this.held.latest !== undefined) reason = 'expired';
-    else if (this.stopped) reason = 'stopped';
+    const reason = this.revoked ? 'revoked' : this.held.latest !== undefined ? 'expired' : this.stopped ? 'stopped' : 'not yet acquired';
     return { name: this.name, ready: false, reason, ...(this.failures.lastError !== undefined ? { lastError: this.failures.lastError } : {}) };
   }
 
   /** ms until the next scheduled attempt, at least 1 000; the backoff maximum when nothing is scheduled. */
   retryAfterMs(): number {
-    if (this.flights.current('attempt')) return 1_000;
-    const next = this.schedule.msUntil();
-    if (next === undefined) return Math.max(1_000, this.failures.bounds.maxMs);
-    return Math.max(1_000, Math.ceil(next));
+    const next = this.flights.current('attempt') ? 0 : this.schedule.msUntil();
+    return Math.max(1_000, next === undefined ? this.failures.bounds.maxMs : Math.ceil(next));
   }
 
   // ---------------------------------------------------------------- attempts
