@@ -228,6 +228,11 @@ export interface Tokend {
   stop(): Promise<void>;
 }
 
+/** The `orders` client_credentials token every proxy test configures, as YAML lines under `tokens:`. */
+export function ordersTokenLines(idp: Idp, secretFile: string): string[] {
+  return ['  orders:', `    issuer: ${idp.issuer}`, `    clientId: ${CLIENT.clientId}`, `    clientSecretFile: ${secretFile}`, '    grant: client_credentials'];
+}
+
 /**
  * Starts tokend in-process with token `orders` (client_credentials at the dev IdP, memory store)
  * and the given `proxies` entries (YAML lines, indented under the list), then waits for the token
@@ -242,11 +247,7 @@ export async function startTokend(idp: Idp, proxiesYaml: string, opts: { secret?
     'store:',
     '  type: memory',
     'tokens:',
-    '  orders:',
-    `    issuer: ${idp.issuer}`,
-    `    clientId: ${CLIENT.clientId}`,
-    `    clientSecretFile: ${secretFile}`,
-    '    grant: client_credentials',
+    ...ordersTokenLines(idp, secretFile),
     `    scope: "${CLIENT.scope}"`,
     '    timeout: 2s',
     'proxies:',

@@ -9,7 +9,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuiltCli, freePort, runCli, scratch, TokendProcess } from '../support/daemon.js';
 import { until } from '../support/until.js';
-import { CLIENT, startIdp, startUpstream, type Idp, type Upstream } from './proxy-fixtures.js';
+import { CLIENT, ordersTokenLines, startIdp, startUpstream, type Idp, type Upstream } from './proxy-fixtures.js';
 
 const MiB = 1024 * 1024;
 const TOTAL = 200 * MiB;
@@ -110,11 +110,7 @@ describe('egress proxy: the built CLI streams 200 MiB each way with bounded memo
         'store:',
         '  type: memory',
         'tokens:',
-        '  orders:',
-        `    issuer: ${idp.issuer}`,
-        `    clientId: ${CLIENT.clientId}`,
-        `    clientSecretFile: ${secret}`,
-        '    grant: client_credentials',
+        ...ordersTokenLines(idp, secret),
         'proxies:',
         `  - listen: 127.0.0.1:${proxyPort}`,
         `    upstream: ${upstream.url}`,
@@ -232,11 +228,7 @@ describe('egress proxy: the built CLI streams 200 MiB each way with bounded memo
       [
         `listen: 127.0.0.1:${await freePort()}`,
         'tokens:',
-        '  orders:',
-        `    issuer: ${idp.issuer}`,
-        `    clientId: ${CLIENT.clientId}`,
-        `    clientSecretFile: ${s.dir}/secret`,
-        '    grant: client_credentials',
+        ...ordersTokenLines(idp, `${s.dir}/secret`),
         'proxies:',
         `  - listen: 127.0.0.1:${await freePort()}`,
         '    upstream: https://orders.internal',

@@ -29,6 +29,16 @@ function refresher(store: FakeStore, source: FakeSource, clock: FakeClock, over:
   return { r, log };
 }
 
+/** A started refresher whose grants all fail transiently from the first one on: no token is ever held. */
+async function failingFromStart(): Promise<{ clock: FakeClock; source: FakeSource; r: Refresher }> {
+  const clock = new FakeClock();
+  const source = new FakeSource({ clock });
+  const { r } = refresher(new FakeStore({ clock }), source, clock, {}, 0.999999);
+  source.failAlwaysWith(transientError);
+  await r.start();
+  return { clock, source, r };
+}
+
 /** Two replicas sharing one fake Redis and one rotating fake IdP. */
 function fleet(opts: { grant?: TokenConfig['grant'] } = {}) {
   const clock = new FakeClock();
@@ -253,12 +263,7 @@ describe('recovery after an outage', () => {
   });
 
   it('while no valid token exists, callers trigger at most one attempt per second, coalesced', async () => {
-    const clock = new FakeClock();
-    const store = new FakeStore({ clock });
-    const source = new FakeSource({ clock });
-    const { r } = refresher(store, source, clock, {}, 0.999999);
-    source.failAlwaysWith(transientError);
-    await r.start();
+    const { clock, source, r } = await failingFromStart();
     const before = source.grants;
     for (let i = 0; i < 100; i++) {
       await Promise.all(Array.from({ length: 10 }, () => r.ensureFresh(0).catch(() => undefined)));
@@ -276,12 +281,7 @@ describe('recovery after an outage', () => {
 
 describe('a consumer waking the refresher', () => {
   it('starts at most one attempt a second while no token is held, and none inside Retry-After', async () => {
-    const clock = new FakeClock();
-    const store = new FakeStore({ clock });
-    const source = new FakeSource({ clock });
-    const { r } = refresher(store, source, clock, {}, 0.999999);
-    source.failAlwaysWith(transientError);
-    await r.start();
+    const { clock, source, r } = await failingFromStart();
     const before = source.grants;
     for (let i = 0; i < 50; i++) {
       r.wake();
