@@ -125,14 +125,16 @@ describe('outputs through the token listener', () => {
     const s = await setup([out('orders.header', 'header')], { http: { url: receiver.url, timeoutMs: 5_000 } });
     const seenAtPost: string[] = [];
     const waitFor = receiver.waitFor.bind(receiver);
-    for (let i = 1; i <= 3; i++) {
-      s.change(tokenNo(i));
-      await waitFor(i);
+    // Built once: tokenNo reads the time, and a second boundary between two calls would change expiresAt.
+    const tokens = [1, 2, 3].map((i) => tokenNo(i));
+    for (const [i, t] of tokens.entries()) {
+      s.change(t);
+      await waitFor(i + 1);
       seenAtPost.push(readFileSync(join(dir, 'orders.header'), 'utf8'));
     }
-    expect(seenAtPost).toEqual([1, 2, 3].map((i) => `Authorization: Bearer ${tokenNo(i).accessToken}\n`));
+    expect(seenAtPost).toEqual(tokens.map((t) => `Authorization: Bearer ${t.accessToken}\n`));
     expect(receiver.received.map((r) => (JSON.parse(r.body) as { expires_at: number }).expires_at)).toEqual(
-      [1, 2, 3].map((i) => Math.floor(tokenNo(i).expiresAt / 1000)),
+      tokens.map((t) => Math.floor(t.expiresAt / 1000)),
     );
   });
 
