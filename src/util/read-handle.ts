@@ -1,9 +1,10 @@
 import type { FileHandle } from 'node:fs/promises';
 
 /**
- * Reads an open file from its start until EOF or until more than maxBytes have arrived, and
- * returns what was read: at most maxBytes + 1 bytes, so a result longer than maxBytes means "too
- * large" (the file may have grown since the caller's fstat). The buffer starts at sizeHint + 1
+ * Reads a freshly opened file until EOF or until more than maxBytes have arrived, and returns
+ * what was read: at most maxBytes + 1 bytes, so a result longer than maxBytes means "too large"
+ * (the file may have grown since the caller's fstat). It reads sequentially, not at offsets, so a
+ * pipe or a device (a configuration on /dev/stdin, /dev/zero) is read the same way. The buffer starts at sizeHint + 1
  * bytes (the fstat size) and doubles only while the file keeps growing: a 40-byte secret costs
  * 41 bytes, not maxBytes. (Allocating maxBytes + 1 = 64 KiB up front for each of 10,000 secret
  * reads at start-up held ~650 MiB of dead buffers: bench/scale.mjs, docs/performance.md.)
@@ -20,7 +21,7 @@ export async function readUpTo(fh: FileHandle, sizeHint: number, maxBytes: numbe
       buf.copy(bigger, 0, 0, length);
       buf = bigger;
     }
-    const { bytesRead } = await fh.read(buf, length, buf.length - length, length);
+    const { bytesRead } = await fh.read(buf, length, buf.length - length, null);
     if (bytesRead === 0) break;
     length += bytesRead;
   }
