@@ -50,7 +50,7 @@ ENV NODE_ENV=production \
 # --max-semi-space-size=1: a 1 MiB young generation instead of Node 24's 16 MiB semi-spaces:
 #   -8 MiB RSS for one token, and a lower start-up peak at 1,000+ tokens.
 # --max-old-space-size=256: a heap limit 2.5x the live heap of 10,000 tokens (~100 MiB); V8
-#   collects harder near it, so 10,000 tokens peak at ~370 MiB instead of ~580 MiB.
+#   collects harder near it, so 10,000 tokens peak at ~350 MiB instead of ~580 MiB.
 # In NODE_OPTIONS rather than the ENTRYPOINT, so that exec probes and hooks running the CLI get
 # them too, and a larger configuration can set its own NODE_OPTIONS in the pod spec.
 ENV NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=256"
@@ -60,5 +60,19 @@ USER 65532:65532
 # the kernel, but `tokend run` installs its own SIGTERM/SIGINT handlers and stops cleanly. Its only
 # children are `notify.exec` commands, which node reaps: tini / `docker run --init` add nothing
 # unless such a command leaves processes of its own behind.
-ENTRYPOINT ["/nodejs/bin/node", "/app/dist/cli.js"]
+# More V8 flags, which node refuses in NODE_OPTIONS, so they are here (and in the exec probes of
+# k8s/components): memory over speed for a sidecar that holds a few tokens, while code that gets
+# really hot (a busy endpoint, thousands of tokens) is still optimized in the end.
+# --optimize-for-size: V8's heap and code choices that favour memory: -2 MiB for one token.
+# --no-maglev --invocation-count-for-turbofan=100000 --invocation-count-for-osr=100000: no
+#   mid-tier compiler, and TurboFan only for a function called 100,000 times, where V8 starts
+#   Maglev at 400 calls and TurboFan at 3,000. Starting a few tokens never gets there, so the
+#   daemon does not pay for optimizing compilers it does not need: -3 MiB for one token, -7 for
+#   ten (at 10,000 calls ten tokens' start-up already reached TurboFan). The price: about twice
+#   the CPU per token request until the endpoint's code has been called 100,000 times.
+# --expose-gc: `tokend run` collects start-up's garbage once every token's first grant is done
+#   (src/util/startup-gc.ts), so it is at its steady size when it first reports ready: -2 MiB then.
+# Measured in docs/performance.md ("The image's V8 flags"). A configuration that wants V8's own
+# defaults sets the container's command to ["/nodejs/bin/node", "/app/dist/cli.js"].
+ENTRYPOINT ["/nodejs/bin/node", "--optimize-for-size", "--no-maglev", "--invocation-count-for-turbofan=100000", "--invocation-count-for-osr=100000", "--expose-gc", "/app/dist/cli.js"]
 CMD ["run"]

@@ -4,6 +4,7 @@
 //
 //   node bench/http.mjs            # 8 rounds x 1.25 s per scenario, 50 keep-alive connections (~45 s)
 //   BENCH_ROUNDS=3 BENCH_SECONDS=1 BENCH_CONNECTIONS=20 node bench/http.mjs
+//   BENCH_FLAGS="--optimize-for-size --disable-optimizing-compilers" node bench/http.mjs   # both servers
 //
 // Each server runs in its own child process; this process is the load generator (a small
 // keep-alive client on raw sockets, one request in flight per connection). Scenarios alternate

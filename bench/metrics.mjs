@@ -5,6 +5,7 @@
 //
 //   node bench/metrics.mjs                       # 15 rounds per size (~20 s)
 //   BENCH_ROUNDS=5 BENCH_SIZES=1,100,1000 node bench/metrics.mjs
+//   BENCH_FLAGS="--optimize-for-size --disable-optimizing-compilers" node bench/metrics.mjs   # both servers
 //
 // The last row is the largest size again with `metricsPerToken: false` (aggregates only).
 //

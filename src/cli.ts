@@ -5,6 +5,7 @@ import { TokendError, ConfigError } from './errors.js';
 import type { Config } from './config/types.js';
 import { sidecarGet, DEFAULT_URL } from './client.js';
 import { installFetchClasses } from './util/fetch-classes.js';
+import { collectStartupGarbage } from './util/startup-gc.js';
 // The daemon, grants and verifier are imported lazily by the commands that need them: `tokend
 // health` runs as a Kubernetes exec probe every few seconds and must start small and fast.
 
@@ -110,6 +111,8 @@ async function runDaemon(opts: RunOpts): Promise<number> {
   const { startDaemon } = await import('./daemon.js');
   const daemon = await startDaemon(config);
   onReload = () => daemon.reload();
+  // Start-up is over once every token had its first grant: its garbage goes (util/startup-gc.ts).
+  void daemon.started.then(collectStartupGarbage);
   return new Promise<number>((resolve) => {
     onStop = (): void => {
       daemon.logger.info({ signal: signalled }, 'signal received');

@@ -1,7 +1,7 @@
 // Shared helpers for the footprint, idle, scale and soak benches: child processes (the fake IdP,
 // tokend from dist/, a bare node:http server), their RSS and CPU read from /proc, config files
 // with secret files, and small statistics. Linux only (/proc).
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -90,11 +90,17 @@ export async function startIdp(opts = {}) {
   };
 }
 
-/** The node flags the image runs with: its `ENV NODE_OPTIONS="..."` (passed to children as flags). */
-export function imageFlags() {
+/**
+ * The node flags the image runs with, passed to children as flags: its `ENV NODE_OPTIONS="..."`
+ * and the flags between node and the script in its ENTRYPOINT (V8 flags node refuses in
+ * NODE_OPTIONS), less those `node` does not have (Node 20 has no --invocation-count-for-turbofan).
+ */
+export function imageFlags(node = NODE) {
   const text = readFileSync(path.join(here, '..', '..', 'Dockerfile'), 'utf8');
-  const m = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(text);
-  return m ? m[1].split(/\s+/).filter(Boolean) : [];
+  const env = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(text)?.[1].split(/\s+/).filter(Boolean) ?? [];
+  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(text);
+  const argv = entry ? JSON.parse(entry[1]) : [];
+  return [...env, ...argv.slice(1).filter((a) => a.startsWith('--'))].filter((flag) => spawnSync(node, [flag, '-e', '0']).status === 0);
 }
 
 /** Token names t00000, t00001, ... */

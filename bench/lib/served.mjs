@@ -7,9 +7,11 @@ import { spawn } from 'node:child_process';
 /**
  * Starts `node script --serve kind arg` and resolves once it listens, with cpuMicros() (the
  * child's CPU time, user + system, so far, in µs) and stop() (ends it; resolves on its exit).
+ * BENCH_FLAGS (space-separated node flags, e.g. the image's) go to every such child alike.
  */
 export function startServed(script, kind, arg) {
-  const child = spawn(process.execPath, [script, '--serve', kind, arg], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const flags = (process.env.BENCH_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, script, '--serve', kind, arg], { stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     const waiting = [];

@@ -62,6 +62,46 @@ describe('the built daemon loads only what it uses', () => {
   });
 });
 
+describe('start-up garbage', () => {
+  const s = scratch();
+  let idp: DevIdp;
+  beforeAll(async () => {
+    idp = await startDevIdp({ clients: [{ clientId: 'cc-client', clientSecret: SECRET }] });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    s.cleanup();
+  });
+
+  // A preload that records each call of node's gc (with its options and the time), for the test to read.
+  const gcSpy = (report: string): string =>
+    `data:text/javascript,${encodeURIComponent(
+      `import { writeFileSync } from 'node:fs'; const real = globalThis.gc; const calls = [];` +
+        `if (real) globalThis.gc = (o) => { calls.push({ o, at: Date.now() }); return real(o); };` +
+        `process.on('exit', () => writeFileSync(${JSON.stringify(report)}, JSON.stringify(calls)));`,
+    )}`;
+
+  it.each([
+    ['with --expose-gc (the image), collected once, after the first grants', '--expose-gc', 1],
+    ['without it, left to V8', '', 0],
+  ])('%s', async (_name, flag, expected) => {
+    const report = join(s.dir, `gc${expected}.json`);
+    const config = s.file(`gc${expected}.yaml`, `tokens:\n  orders:\n    issuer: ${idp.issuer}\n    clientId: cc-client\n    clientSecret: ${SECRET}\n    grant: client_credentials\n`);
+    const port = await freePort();
+    const p = new TokendProcess(['run', '--config', config, '--listen', `127.0.0.1:${port}`], { NODE_OPTIONS: `${flag} --import ${gcSpy(report)}` });
+    let acquiredAt: number;
+    try {
+      acquiredAt = Date.parse(String((await p.waitForEvent('token.acquired', { token: 'orders' })).time));
+      expect((await getToken(`http://127.0.0.1:${port}`, 'orders')).status).toBe(200);
+    } finally {
+      expect((await p.stop()).code).toBe(0);
+    }
+    const calls = JSON.parse(readFileSync(report, 'utf8')) as Array<{ o: unknown; at: number }>;
+    expect(calls.map((c) => c.o)).toEqual(expected === 0 ? [] : [{ type: 'major', execution: 'sync', flavor: 'last-resort' }]);
+    for (const c of calls) expect(c.at).toBeGreaterThanOrEqual(acquiredAt);
+  });
+});
+
 describe('node:https is loaded when first needed', () => {
   it('a fetch over http loads no TLS; the first https:// request loads it and is answered over it', async () => {
     const pki = makePki();

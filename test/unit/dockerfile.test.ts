@@ -257,6 +257,23 @@ describe('Dockerfile', () => {
     expect(Number(stdout)).toBeLessThan(512 * 1024 * 1024);
   });
 
+  it('gives node the V8 flags NODE_OPTIONS refuses in the ENTRYPOINT, before the script, and Node 24 (the runtime) takes them', async () => {
+    const argv = execForm(runtime, 'ENTRYPOINT');
+    const flags = argv.slice(1, -1);
+    expect(argv.at(-1)).toMatch(/\.js$/);
+    expect(flags).toEqual(['--optimize-for-size', '--no-maglev', '--invocation-count-for-turbofan=100000', '--invocation-count-for-osr=100000', '--expose-gc']);
+    // What they do for memory and cost in CPU: docs/performance.md, "The image's V8 flags".
+    if (Number(process.versions.node.split('.')[0]) < 22) return; // Node 20's V8 has no --invocation-count-for-turbofan
+    const { stdout } = await run(process.execPath, [...flags, '-e', 'process.stdout.write("started")']);
+    expect(stdout).toBe('started');
+    // NODE_OPTIONS would refuse them: that is why they are not there.
+    const refused = await run(process.execPath, ['-e', '0'], { env: { ...process.env, NODE_OPTIONS: flags[0] } }).then(
+      () => '',
+      (err: { stderr?: string }) => String(err.stderr),
+    );
+    expect(refused).toContain('is not allowed in NODE_OPTIONS');
+  });
+
   it('runs a command the built CLI has', async () => {
     const cmd = execForm(runtime, 'CMD');
     expect(topHelp).toMatch(new RegExp(`^\\s+${cmd[0]}\\b`, 'm'));

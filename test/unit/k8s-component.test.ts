@@ -170,7 +170,7 @@ describe('k8s components/exec-probes and components/legacy-sidecar on examples/o
     const tokend = tokendContainer(podSpec(find(objects, 'Deployment')[0]!));
     for (const probe of [tokend.startupProbe, tokend.readinessProbe, tokend.livenessProbe]) {
       expect(probe.httpGet).toBeUndefined();
-      expect(probe.exec.command.slice(0, 3)).toEqual([...DOCKERFILE.entrypoint, 'health']);
+      expect(probe.exec.command.slice(0, DOCKERFILE.entrypoint.length + 1)).toEqual([...DOCKERFILE.entrypoint, 'health']);
     }
     for (const o of objects) expect(() => validateSchema(o)).not.toThrow();
   });

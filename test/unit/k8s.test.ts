@@ -115,12 +115,13 @@ function expectExecProbes(probes: Record<string, Obj>, config: Config): void {
   for (const [kind, probe] of Object.entries(probes)) {
     expect(probe.httpGet, kind).toBeUndefined();
     const args = probeArgs(probe);
-    // node and the CLI at the paths the Dockerfile's ENTRYPOINT uses.
-    expect(args.slice(0, 2), kind).toEqual(DOCKERFILE.entrypoint);
-    expect(args[2], kind).toBe('health');
+    // The Dockerfile's ENTRYPOINT: node, its flags and the CLI.
+    const n = DOCKERFILE.entrypoint.length;
+    expect(args.slice(0, n), kind).toEqual(DOCKERFILE.entrypoint);
+    expect(args[n], kind).toBe('health');
     expect(optionValue(args, '--url'), kind).toBe(`http://${listen.host}:${listen.port}`);
     expect(args.includes('--ready'), kind).toBe(kind !== 'liveness');
-    for (const opt of args.slice(3).filter((a) => a.startsWith('--'))) {
+    for (const opt of args.slice(n + 1).filter((a) => a.startsWith('--'))) {
       expect(healthHelp, `tokend health has ${opt}`).toContain(opt);
     }
     // Each probe starts a node process: no tighter than every 2 s, and time to start it.
@@ -328,10 +329,10 @@ describe.each(LEGACY)('k8s %s: ordinary sidecar (before 1.29)', (variant) => {
     expect(tokend.name).toBe('tokend');
     expect(tokend.restartPolicy).toBeUndefined();
     const hook = tokend.lifecycle?.postStart?.exec?.command as string[];
-    expect(hook.slice(0, 3)).toEqual([...DOCKERFILE.entrypoint, 'health']);
+    expect(hook.slice(0, DOCKERFILE.entrypoint.length + 1)).toEqual([...DOCKERFILE.entrypoint, 'health']);
     expect(hook).toContain('--ready');
     expect(Number(optionValue(hook, '--wait'))).toBeGreaterThan(0);
-    for (const opt of hook.slice(3).filter((a) => a.startsWith('--'))) {
+    for (const opt of hook.slice(DOCKERFILE.entrypoint.length + 1).filter((a) => a.startsWith('--'))) {
       expect(healthHelp, `tokend health has ${opt} (needed by the postStart hook)`).toContain(opt);
     }
     // All containers get SIGTERM together: tokend lingers so the application's last calls succeed.
@@ -382,8 +383,9 @@ describe('k8s exec probes (components/exec-probes) against an endpoint', () => {
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const tokend = tokendContainer(podSpec(appDeployment(objectsOf('base + exec-probes component'))));
+      // The probe's arguments after the ENTRYPOINT (node, its flags, the CLI), run by this node.
       const exec = async (probe: Obj): Promise<number> => {
-        const args = probeArgs(probe).slice(2).map((a, i, all) => (all[i - 1] === '--url' ? url : a));
+        const args = probeArgs(probe).slice(DOCKERFILE.entrypoint.length).map((a, i, all) => (all[i - 1] === '--url' ? url : a));
         try {
           await run(process.execPath, [CLI, ...args]);
           return 0;
