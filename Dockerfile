@@ -63,7 +63,6 @@ USER 65532:65532
 # More V8 flags, which node refuses in NODE_OPTIONS, so they are here (and in the exec probes of
 # k8s/components): memory over speed for a sidecar that holds a few tokens, while code that gets
 # really hot (a busy endpoint, thousands of tokens) is still optimized in the end.
-# --optimize-for-size: V8's heap and code choices that favour memory: -2 MiB for one token.
 # --no-maglev --invocation-count-for-turbofan=100000 --invocation-count-for-osr=100000: no
 #   mid-tier compiler, and TurboFan only for a function called 100,000 times, where V8 starts
 #   Maglev at 400 calls and TurboFan at 3,000. Starting a few tokens never gets there, so the
@@ -71,8 +70,10 @@ USER 65532:65532
 #   ten (at 10,000 calls ten tokens' start-up already reached TurboFan). The price: about twice
 #   the CPU per token request until the endpoint's code has been called 100,000 times.
 # --expose-gc: `tokend run` collects start-up's garbage once every token's first grant is done
-#   (src/util/startup-gc.ts), so it is at its steady size when it first reports ready: -2 MiB then.
+#   (src/util/startup-gc.ts), so it is at its steady size when it first reports ready, not ten
+#   seconds later: -2 to -3 MiB at ready. NODE_OPTIONS would take this one; it is here so that a
+#   pod setting its own NODE_OPTIONS (which replaces the image's) keeps it.
 # Measured in docs/performance.md ("The image's V8 flags"). A configuration that wants V8's own
-# defaults sets the container's command to ["/nodejs/bin/node", "/app/dist/cli.js"].
-ENTRYPOINT ["/nodejs/bin/node", "--optimize-for-size", "--no-maglev", "--invocation-count-for-turbofan=100000", "--invocation-count-for-osr=100000", "--expose-gc", "/app/dist/cli.js"]
+# defaults sets the container's command to ["/nodejs/bin/node", "--expose-gc", "/app/dist/cli.js"].
+ENTRYPOINT ["/nodejs/bin/node", "--no-maglev", "--invocation-count-for-turbofan=100000", "--invocation-count-for-osr=100000", "--expose-gc", "/app/dist/cli.js"]
 CMD ["run"]

@@ -1,7 +1,7 @@
 // The image's V8 flags against the alternatives, on the image's bundle with one token: RSS when
 // /readyz first answers 200, after idling and the start-up peak; then, under load, CPU per token
-// request and RSS after 120,000 requests. The flag sets differ only in the compiler and heap
-// flags of the image's ENTRYPOINT; all have its NODE_OPTIONS and --expose-gc. What
+// request and RSS after 120,000 requests. The flag sets differ only in the compiler flags of the
+// image's ENTRYPOINT; all have its NODE_OPTIONS and --expose-gc. What
 // docs/performance.md ("The image's V8 flags") quotes; start-up at 10,000 tokens per flag set is
 // bench/scale.mjs with BENCH_FLAGS.
 //
@@ -32,14 +32,9 @@ const COMMON = ['--max-semi-space-size=1', '--max-old-space-size=256', '--expose
 const SETS = {
   "V8's defaults": [],
   '--optimize-for-size': ['--optimize-for-size'],
-  '--optimize-for-size --disable-optimizing-compilers': ['--optimize-for-size', '--disable-optimizing-compilers'],
-  '--optimize-for-size --no-maglev, TurboFan after 10,000 calls': ['--optimize-for-size', '--no-maglev', '--invocation-count-for-turbofan=10000', '--invocation-count-for-osr=2000'],
-  'the image: --optimize-for-size --no-maglev, TurboFan after 100,000 calls': [
-    '--optimize-for-size',
-    '--no-maglev',
-    '--invocation-count-for-turbofan=100000',
-    '--invocation-count-for-osr=100000',
-  ],
+  '--disable-optimizing-compilers': ['--disable-optimizing-compilers'],
+  '--no-maglev, TurboFan after 10,000 calls': ['--no-maglev', '--invocation-count-for-turbofan=10000', '--invocation-count-for-osr=10000'],
+  "the image's: --no-maglev, TurboFan after 100,000 calls": ['--no-maglev', '--invocation-count-for-turbofan=100000', '--invocation-count-for-osr=100000'],
 };
 
 /** `node scripts/bundle.mjs DIR/bundle`, as the image is built; returns its cli.js. */

@@ -261,7 +261,7 @@ describe('Dockerfile', () => {
     const argv = execForm(runtime, 'ENTRYPOINT');
     const flags = argv.slice(1, -1);
     expect(argv.at(-1)).toMatch(/\.js$/);
-    expect(flags).toEqual(['--optimize-for-size', '--no-maglev', '--invocation-count-for-turbofan=100000', '--invocation-count-for-osr=100000', '--expose-gc']);
+    expect(flags).toEqual(['--no-maglev', '--invocation-count-for-turbofan=100000', '--invocation-count-for-osr=100000', '--expose-gc']);
     // What they do for memory and cost in CPU: docs/performance.md, "The image's V8 flags".
     if (Number(process.versions.node.split('.')[0]) < 22) return; // Node 20's V8 has no --invocation-count-for-turbofan
     const { stdout } = await run(process.execPath, [...flags, '-e', 'process.stdout.write("started")']);
