@@ -30,9 +30,9 @@ const DOCKERFILE = dockerfileFacts();
  * variant runs inside the same container, so it counts against its memory limit. MiB. (Each RSS
  * includes ~60 MiB of shared node binary pages, so adding two of them overestimates: on purpose.)
  */
-// docs/performance.md, the image on Node 24: 69 MiB idle, highest 97 MiB (10-minute soak, Redis
-// store, 200 requests/s); an exec probe process peaks at 54 MiB.
-const MEASURED = { daemonSteadyRssMiB: 70, daemonPeakRssMiB: 97, probeRssMiB: 54 };
+// docs/performance.md, the image on Node 24: 59-62 MiB idle, highest 86 MiB (10-minute soak, Redis
+// store, 200 requests/s); an exec probe process peaks at 51 MiB.
+const MEASURED = { daemonSteadyRssMiB: 62, daemonPeakRssMiB: 86, probeRssMiB: 51 };
 
 // ---------------------------------------------------------------------------------------------
 
