@@ -66,7 +66,7 @@ USER 65532:65532
 # --no-maglev --invocation-count-for-turbofan=100000 --invocation-count-for-osr=100000: no
 #   mid-tier compiler, and TurboFan only for a function called 100,000 times, where V8 starts
 #   Maglev at 400 calls and TurboFan at 3,000. Starting a few tokens never gets there, so the
-#   daemon does not pay for optimizing compilers it does not need: -3 MiB for one token, -7 for
+#   daemon does not pay for optimizing compilers it does not need: -3 MiB for one token, -9 for
 #   ten (at 10,000 calls ten tokens' start-up already reached TurboFan). The price: about twice
 #   the CPU per token request until the endpoint's code has been called 100,000 times.
 # --expose-gc: `tokend run` collects start-up's garbage once every token's first grant is done
