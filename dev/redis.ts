@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './ports.js';
 
 /** A running private redis-server. */
 export interface LocalRedis {
@@ -18,19 +19,6 @@ export interface LocalRedis {
 
 /** How long redis-server may take to answer its first PING (ms). */
 const READY_TIMEOUT_MS = 5_000;
-
-/** Asks the OS for a free port (listen on 0), then releases it for redis-server to take. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Runs start on a free port; when another process took that port between freePort() and the bind

@@ -3,7 +3,6 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import net from 'node:net';
 import { LogLines, type LogLine } from './log-lines.js';
 
 /** The built CLI, as users and the Docker image run it. Tests run `npm run build` first (pretest). */
@@ -27,15 +26,9 @@ export function ensureBuiltCli(): boolean {
 
 export type { LogLine } from './log-lines.js';
 
-/** Asks the OS for a free loopback port (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+// A free loopback port below the ephemeral range: tests stop a tokend and start another on the
+// same port, which an outgoing connection elsewhere could otherwise take in between.
+export { freePort } from '../../dev/ports.js';
 
 /** A scratch directory removed by `cleanup()`. */
 export function scratch(prefix = 'tokend-test-'): { dir: string; file(name: string, content: string, mode?: number): string; cleanup(): void } {

@@ -5,8 +5,8 @@
  * store and redis-server.
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { readFileSync } from 'node:fs';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { listenBelowEphemeral } from '../../dev/ports.js';
 
 /**
  * - pass: forward to the target unchanged (Host header preserved)
@@ -37,33 +37,7 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/**
- * Listens on `port`, or else on a free port below the kernel's ephemeral range. 'refuse' closes
- * the listener and later listens again on the same port: a port the OS picked (port 0) is one of
- * the ephemeral ports every outgoing connection on the machine takes its local port from, so a
- * parallel test's client socket could hold it by then (EADDRINUSE, seen in CI). Below the range
- * only an explicit bind can take it.
- */
-async function listenFirstFree(listen: (port: number) => Promise<void>, port: number | undefined): Promise<void> {
-  if (port !== undefined) return listen(port);
-  let low = 32_768;
-  try {
-    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
-  } catch {
-    // Not Linux: the common default.
-  }
-  for (let i = 0; i < 50 && low > 10_001; i++) {
-    const candidate = 10_000 + Math.floor(Math.random() * (low - 10_000));
-    try {
-      return await listen(candidate);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-    }
-  }
-  return listen(0);
-}
-
-/** Starts the proxy on 127.0.0.1 (port: default a free one, see listenFirstFree). targetUrl may be set later with setTarget. */
+/** Starts the proxy on 127.0.0.1 (a free port unless given). targetUrl may be set later with setTarget. */
 export async function startFaultProxy(targetUrl?: string, opts: { port?: number } = {}): Promise<FaultProxy> {
   let target = targetUrl ? new URL(targetUrl) : undefined;
   let mode: FaultMode = 'pass';
@@ -129,7 +103,8 @@ export async function startFaultProxy(targetUrl?: string, opts: { port?: number 
       for (const s of sockets) s.destroy();
     });
 
-  await listenFirstFree(listen, opts.port);
+  // Below the ephemeral range: 'refuse' listens again on the same port later (dev/ports.ts says why).
+  await (opts.port === undefined ? listenBelowEphemeral(listen) : listen(opts.port));
   const port = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
   let closed = false;
