@@ -13,23 +13,13 @@
 //
 // Every process of a round idles at the same time, so drift on a shared machine hits all alike.
 // Figures are medians over rounds; the ratio is the median of each round's tokend / bare.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { get, imageFlags, median, memOf, NODE, nodeVersionOf, row, selfSignedCert, sleep, startBare, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
+import { bundleImage, get, imageFlags, median, memOf, NODE, nodeVersionOf, row, selfSignedCert, sleep, startBare, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 20);
-
-/** The image's build: `node scripts/bundle.mjs DIR/bundle` (dist/ bundled and minified); returns its cli.js. */
-function bundle(dir) {
-  const out = path.join(dir, 'bundle');
-  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs'), out], { stdio: 'ignore' });
-  return path.join(out, 'dist', 'cli.js');
-}
 
 async function round(dir, idps, flags, bundled) {
   const procs = [];
@@ -71,7 +61,7 @@ async function main() {
   console.log(`tokend, 1 token, node ${version}: ${ROUNDS} rounds, ${IDLE_S} s idle, image flags: ${flags.join(' ') || '(none)'}`);
   const rounds = [];
   try {
-    const bundled = process.env.BENCH_BUNDLE === '0' ? undefined : bundle(dir);
+    const bundled = process.env.BENCH_BUNDLE === '0' ? undefined : bundleImage(dir);
     for (let i = 0; i < ROUNDS; i++) rounds.push(await round(dir, idps, flags, bundled));
   } finally {
     await Promise.all(Object.values(idps).map((i) => i.stop()));

@@ -11,15 +11,13 @@
 //
 // Node 24 only: Node 20 has no --invocation-count-for-turbofan. The processes of a round idle at
 // the same time and take the load in turn, so drift on a shared machine hits all alike.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { cpuOf, median, memOf, NODE, nodeVersionOf, row, sleep, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
+import { bundleImage, cpuOf, median, memOf, NODE, nodeVersionOf, row, sleep, startIdp, startTokend, waitReady, writeConfig } from './lib/proc.mjs';
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 12);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000);
@@ -37,12 +35,6 @@ const SETS = {
   "the image's: --no-maglev, TurboFan after 100,000 calls": ['--no-maglev', '--invocation-count-for-turbofan=100000', '--invocation-count-for-osr=100000'],
 };
 
-/** `node scripts/bundle.mjs DIR/bundle`, as the image is built; returns its cli.js. */
-function bundle(dir) {
-  const out = path.join(dir, 'bundle');
-  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs'), out], { stdio: 'ignore' });
-  return path.join(out, 'dist', 'cli.js');
-}
 
 /** Starts one tokend per flag set; resolves with {name, t, url, ready} once each is ready. */
 async function startAll(dir, idp, cli) {
@@ -86,7 +78,7 @@ async function main() {
   const results = Object.fromEntries(Object.keys(SETS).map((n) => [n, { ready: [], idle: [], peak: [], cpuUs: [], loaded: [] }]));
   console.log(`tokend (the image's bundle), ${TOKENS} token(s), node ${version}: ${ROUNDS} rounds, ${IDLE_S} s idle; then ${LOAD_ROUNDS} x ${REQUESTS} requests each`);
   try {
-    const cli = process.env.BENCH_CLI || bundle(dir);
+    const cli = process.env.BENCH_CLI || bundleImage(dir);
     for (let r = 0; r < ROUNDS; r++) {
       const procs = await startAll(dir, idp, cli);
       await sleep(IDLE_S * 1000);

@@ -7,7 +7,7 @@
  * can take a port.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 /** Lowest port in the kernel's ephemeral range (Linux; elsewhere the common default). */
 function ephemeralStart(): number {
@@ -34,19 +34,21 @@ export async function listenBelowEphemeral(listen: (port: number) => Promise<voi
   return listen(0);
 }
 
+/** server.listen(port) on 127.0.0.1; rejects with the bind's error (EADDRINUSE...). */
+export function listenOn(server: Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 /** A port that was free a moment ago, below the ephemeral range: for a server that will restart on it. */
 export async function freePort(): Promise<number> {
   const srv = createServer();
-  await listenBelowEphemeral(
-    (port) =>
-      new Promise((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(port, '127.0.0.1', () => {
-          srv.off('error', reject);
-          resolve();
-        });
-      }),
-  );
+  await listenBelowEphemeral((port) => listenOn(srv, port));
   const addr = srv.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   await new Promise((resolve) => srv.close(resolve));

@@ -103,6 +103,13 @@ export function imageFlags(node = NODE) {
   return [...env, ...argv.slice(1).filter((a) => a.startsWith('--'))].filter((flag) => spawnSync(node, [flag, '-e', '0']).status === 0);
 }
 
+/** The image's build of tokend: `node scripts/bundle.mjs DIR/bundle` (dist/ bundled and minified); returns its cli.js. */
+export function bundleImage(dir) {
+  const out = path.join(dir, 'bundle');
+  execFileSync(process.execPath, [path.join(here, '..', '..', 'scripts', 'bundle.mjs'), out], { stdio: 'ignore' });
+  return path.join(out, 'dist', 'cli.js');
+}
+
 /** Token names t00000, t00001, ... */
 export const tokenName = (i) => `t${String(i).padStart(5, '0')}`;
 

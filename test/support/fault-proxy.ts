@@ -6,7 +6,7 @@
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
-import { listenBelowEphemeral } from '../../dev/ports.js';
+import { listenBelowEphemeral, listenOn } from '../../dev/ports.js';
 
 /**
  * - pass: forward to the target unchanged (Host header preserved)
@@ -89,14 +89,7 @@ export async function startFaultProxy(targetUrl?: string, opts: { port?: number 
     s.on('close', () => sockets.delete(s));
   });
 
-  const listen = (port: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+  const listen = (port: number): Promise<void> => listenOn(server, port);
   const stop = (): Promise<void> =>
     new Promise((resolve) => {
       server.close(() => resolve());
